@@ -1,0 +1,116 @@
+"""Cases, their human steps, decisions and escalations: the record of what happened."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from models.db import Base, UTCDateTime
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(40), unique=True)  # BX-20261124-0001
+    procedure: Mapped[str] = mapped_column(String(40))
+    community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
+    unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(30), default="open")
+    category: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    priority: Mapped[str | None] = mapped_column(String(10), nullable=True)
+    paid: Mapped[bool] = mapped_column(Boolean, default=False)
+    channel: Mapped[str] = mapped_column(String(20), default="phone")
+    reporter_name: Mapped[str] = mapped_column(String(100))
+    reporter_phone: Mapped[str] = mapped_column(String(20))
+    description: Mapped[str] = mapped_column(Text)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    flow_run_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    outcome: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    steps: Mapped[list[Step]] = relationship(
+        back_populates="case", order_by="Step.id", lazy="selectin"
+    )
+
+
+class Step(Base):
+    """A typed decision asked of a role (or one person), with a response window."""
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("case_id", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    key: Mapped[str] = mapped_column(String(60))  # stable under flow replay: accept#1
+    kind: Mapped[str] = mapped_column(String(40))
+    role: Mapped[str] = mapped_column(String(40))  # "owner" for the resident's own steps
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    status: Mapped[str] = mapped_column(String(20), default="waiting", index=True)
+    calendar: Mapped[str] = mapped_column(String(20), default="business")
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    on_lapse: Mapped[str] = mapped_column(String(20), default="escalate")  # or "expire"
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    warn_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    level: Mapped[int] = mapped_column(Integer, default=0)  # 0 = the assignee
+    breached: Mapped[bool] = mapped_column(Boolean, default=False)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    case: Mapped[Case] = relationship(back_populates="steps")
+    decision: Mapped[Decision | None] = relationship(
+        back_populates="step", uselist=False, lazy="selectin"
+    )
+    escalations: Mapped[list[Escalation]] = relationship(
+        back_populates="step", order_by="Escalation.level", lazy="selectin"
+    )
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id"), unique=True)  # only once
+    decided_by: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
+    on_behalf_of_owner: Mapped[bool] = mapped_column(Boolean, default=False)
+    channel: Mapped[str] = mapped_column(String(20))  # cli, api, web, prefect_ui, owner_app
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    step: Mapped[Step] = relationship(back_populates="decision")
+
+
+class Escalation(Base):
+    """One lapse of one step at one level; the unique key is the claim."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (UniqueConstraint("step_id", "level"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id"), index=True)
+    level: Mapped[int] = mapped_column(Integer)  # the level reached by this escalation
+    to_role: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    lapsed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str] = mapped_column(String(80), default="")
+    handled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    step: Mapped[Step] = relationship(back_populates="escalations")
+
+
+class CaseCounter(Base):
+    """Per prefix and day, the last number given: numbers are gap-free and never reused."""
+
+    __tablename__ = "case_counters"
+    prefix: Mapped[str] = mapped_column(String(20), primary_key=True)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SimClock(Base):
+    """The training-mode clock every process shares; it only moves forward."""
+
+    __tablename__ = "sim_clock"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    now: Mapped[datetime] = mapped_column(UTCDateTime)

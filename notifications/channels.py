@@ -1,0 +1,211 @@
+"""Delivery channels for rendered notifications: e-mail and WeCom/DingTalk/Feishu group bots.
+
+Why not apprise for everything: apprise can't point these bots at a custom URL for tests,
+sends WeCom only as plain text and doesn't sign Feishu. The bots live in notifications/bots.py.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid, parseaddr
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from notifications.bots import DingTalkChannel, FeishuChannel, WeComChannel
+
+__all__ = [
+    "Channel", "DeliveryError", "DingTalkChannel", "EmailChannel", "FeishuChannel", "Message",
+    "RateLimiter", "WeComChannel", "build_channel",
+]
+
+
+@dataclass(frozen=True)
+class Message:
+    subject: str
+    body: str  # Markdown/plain text, zh-CN usually
+    to: tuple[str, ...] = ()  # e-mail addresses for the email channel
+    mention_mobiles: tuple[str, ...] = ()  # mainland mobiles to @mention in group bots
+
+
+class DeliveryError(Exception):
+    """Raised by send(); `.retryable` says whether a later retry may succeed (network error,
+    5xx, 429, bot rate limit) or not (bad config, 4xx, bot rejected the request)."""
+
+    def __init__(self, message: str, *, retryable: bool) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class Channel(Protocol):
+    name: str
+
+    def send(self, message: Message) -> None: ...
+
+
+class RateLimiter:
+    """At most `per_minute` acquisitions in any sliding 60 s window, shared by threads."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if per_minute < 1:
+            raise ValueError(f"per_minute must be >= 1, got {per_minute!r}")
+        self.per_minute = per_minute
+        self._clock, self._sleep = clock, sleep
+        self._stamps: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def acquire(self) -> float:
+        """Block until a slot is free; return the seconds spent waiting."""
+        waited = 0.0
+        # Sleeping with the lock held queues waiters in turn instead of letting them race
+        # for the slot that frees up; nobody else could send meanwhile anyway.
+        with self._lock:
+            while True:
+                now = self._clock()
+                while self._stamps and now - self._stamps[0] >= 60.0:
+                    self._stamps.popleft()
+                if len(self._stamps) < self.per_minute:
+                    self._stamps.append(now)
+                    return waited
+                delay = self._stamps[0] + 60.0 - now
+                self._sleep(delay)
+                waited += delay
+
+
+class EmailChannel:
+    def __init__(self, host: str, port: int, sender: str, *, username: str | None = None,
+                 password: str | None = None, starttls: bool = False, ssl: bool = False,
+                 timeout: float = 30.0, name: str = "email",
+                 limiter: RateLimiter | None = None) -> None:
+        if starttls and ssl:
+            raise ValueError(f"channel {name!r}: choose either starttls or ssl, not both")
+        self.name, self.host, self.port, self.sender = name, host, port, sender
+        self.username, self.password = username, password
+        self.starttls, self.ssl, self.timeout, self.limiter = starttls, ssl, timeout, limiter
+
+    def send(self, message: Message) -> None:
+        if not message.to:
+            raise DeliveryError(f"{self.name}: message has no recipients", retryable=False)
+        mail = EmailMessage()
+        mail["Subject"] = message.subject
+        mail["From"] = self.sender
+        mail["To"] = ", ".join(message.to)
+        mail["Date"] = formatdate(localtime=True)
+        # an explicit domain keeps make_msgid from doing a slow getfqdn() lookup
+        mail["Message-ID"] = make_msgid(domain=parseaddr(self.sender)[1].rpartition("@")[2]
+                                        or "propflow.local")
+        mail.set_content(message.body)
+        if self.limiter:
+            self.limiter.acquire()
+        # smtplib's default TLS context skips certificate checks; insist on verification.
+        context = ssl.create_default_context()
+        try:
+            if self.ssl:
+                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
+                                        context=context)
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+            with smtp:
+                if self.starttls:
+                    smtp.starttls(context=context)
+                if self.username:
+                    smtp.login(self.username, self.password or "")
+                smtp.send_message(mail)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            raise DeliveryError(f"{self.name}: recipients refused: {exc.recipients}",
+                                retryable=all(400 <= c < 500 for c in codes)) from exc
+        except smtplib.SMTPResponseException as exc:  # auth, sender, data: 4xx is temporary
+            raise DeliveryError(f"{self.name}: SMTP {exc.smtp_code} {exc.smtp_error!r}",
+                                retryable=400 <= exc.smtp_code < 500) from exc
+        except smtplib.SMTPNotSupportedError as exc:  # e.g. no STARTTLS: config, not luck
+            raise DeliveryError(f"{self.name}: {exc}", retryable=False) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise DeliveryError(f"{self.name}: {exc!r}", retryable=True) from exc
+
+
+_KINDS = ("email", "wecom", "dingtalk", "feishu")
+_DEFAULT_RATE = {"wecom": 20, "dingtalk": 20, "feishu": 100, "email": None}
+
+
+def build_channel(name: str, spec: Mapping[str, Any]) -> Channel:
+    """Build one entry of the policy file's `channels:` map (see module docs for examples).
+
+    Secrets come only from environment variables named by `*_env` keys. Config errors raise
+    ValueError naming the channel, the key and what was expected."""
+
+    def bad(key: str, expected: str) -> ValueError:
+        return ValueError(f"channel {name!r}: key {key!r}: expected {expected}")
+
+    def get(key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...) -> Any:
+        if key not in spec:
+            if default is ...:
+                raise bad(key, f"{expected} (missing)")
+            return default
+        value = spec[key]
+        # bool is an int subclass; `port: true` is a typo, not port 1
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+            raise bad(key, f"{expected}, got {value!r}")
+        return value
+
+    def env(key: str) -> str | None:
+        var = get(key, str, "the name of an environment variable", None)
+        if var is None:
+            return None
+        if not os.environ.get(var):
+            raise bad(key, f"environment variable {var!r} to be set and non-empty")
+        return os.environ[var]
+
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"channel {name!r}: expected a mapping, got {type(spec).__name__}")
+    kind = get("kind", str, f"one of {', '.join(_KINDS)}")
+    if kind not in _KINDS:
+        raise bad("kind", f"one of {', '.join(_KINDS)}, got {kind!r}")
+    for key in ("secret", "password"):
+        if key in spec:
+            raise bad(key, f"no inline secrets; name an environment variable in {key}_env")
+    rate = get("rate_per_minute", int, "a positive integer", _DEFAULT_RATE[kind])
+    if rate is not None and rate < 1:
+        raise bad("rate_per_minute", f"a positive integer, got {rate!r}")
+    limiter = RateLimiter(rate) if rate else None
+
+    if kind == "email":
+        use_ssl = get("ssl", bool, "true or false", False)
+        starttls = get("starttls", bool, "true or false", False)
+        if use_ssl and starttls:
+            raise bad("starttls", "false when ssl is true (pick one)")
+        return EmailChannel(
+            get("host", str, "an SMTP host name"),
+            get("port", int, "a port number", 465 if use_ssl else 587 if starttls else 25),
+            get("sender", str, "a From address"),
+            username=env("username_env"), password=env("password_env"),
+            starttls=starttls, ssl=use_ssl, timeout=get("timeout", (int, float), "seconds", 30.0),
+            name=name, limiter=limiter)
+
+    from notifications import bots
+
+    url = get("url", str, "the bot webhook URL")
+    if not url.startswith(("https://", "http://")):
+        raise bad("url", f"an http(s) webhook URL, got {url[:30]!r}")
+    if kind == "wecom":
+        return bots.WeComChannel(url, name=name, limiter=limiter)
+    cls = bots.DingTalkChannel if kind == "dingtalk" else bots.FeishuChannel
+    return cls(url, secret=env("secret_env"), name=name, limiter=limiter)
+
+
+def __getattr__(attr: str) -> Any:
+    # bots.py imports the types above, so it is loaded on first use rather than at import time;
+    # that way importing either module first works.
+    if attr in ("WeComChannel", "DingTalkChannel", "FeishuChannel"):
+        from notifications import bots
+
+        return getattr(bots, attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
