@@ -6,6 +6,7 @@ sends WeCom only as plain text and doesn't sign Feishu. The bots live in notific
 
 from __future__ import annotations
 
+import logging
 import os
 import smtplib
 import ssl
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from notifications.bots import DingTalkChannel, FeishuChannel, WeComChannel
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Channel", "DeliveryError", "DingTalkChannel", "EmailChannel", "FeishuChannel", "Message",
@@ -102,7 +105,8 @@ class EmailChannel:
         # an explicit domain keeps make_msgid from doing a slow getfqdn() lookup
         mail["Message-ID"] = make_msgid(domain=parseaddr(self.sender)[1].rpartition("@")[2]
                                         or "propflow.local")
-        mail.set_content(message.body)
+        # set_content would pick 8bit, which smtplib sends without negotiating 8BITMIME
+        mail.set_content(message.body, cte="base64")
         if self.limiter:
             self.limiter.acquire()
         # smtplib's default TLS context skips certificate checks; insist on verification.
@@ -118,7 +122,9 @@ class EmailChannel:
                     smtp.starttls(context=context)
                 if self.username:
                     smtp.login(self.username, self.password or "")
-                smtp.send_message(mail)
+                refused = smtp.send_message(mail)
+            if refused:  # others got it, so a retry would duplicate; just leave a trace
+                log.warning("%s: some recipients refused: %s", self.name, refused)
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _ in exc.recipients.values()]
             raise DeliveryError(f"{self.name}: recipients refused: {exc.recipients}",

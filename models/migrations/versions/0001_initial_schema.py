@@ -5,10 +5,10 @@ Revises:
 Create Date: 2026-11-26 03:55:43.752564
 """
 
-from alembic import op
 import sqlalchemy as sa
-import models.db
+from alembic import op
 
+import models.db
 
 revision = '0001'
 down_revision = None

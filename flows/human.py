@@ -1,0 +1,90 @@
+"""The one human-step primitive: ask a role for a typed decision within a window.
+
+The step is written first (who, due time, level), the assignee told, then the run waits.
+Started from a deployment the run suspends (no process held, the body replays on resume);
+started by hand it pauses in place. Either way the record in the database, not the resume
+input, says what happened: a wake-up may mean a decision, a lapse to escalate, or nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import pause_flow_run, suspend_flow_run
+from prefect.context import FlowRunContext
+from prefect.input import RunInput
+from pydantic import Field, create_model
+
+from models.db import unit_of_work
+from models.directory import step as load_step
+from models.forms import FORMS
+from models.notices import local
+from notifications import labels
+from propflow.settings import get_settings
+from tasks.steps import escalate, open_step, read_step, record_ui_decision
+
+# A paused run gives up after this; windows are enforced by our SLA clock, not by Prefect.
+PAUSE_TIMEOUT = 365 * 24 * 3600
+
+
+def _ui_form(kind: str) -> type[RunInput]:
+    """The step's form for the Prefect UI: every field optional, so our own wake-up fits."""
+    fields: dict[str, Any] = {
+        "as_staff": (int | None, Field(None, description="您的员工编号 / your staff id")),
+        "comment": (str | None, Field(None, description="说明 / comment")),
+    }
+    for name, info in FORMS[kind].model_fields.items():
+        fields[name] = (info.annotation | None, Field(None, description=info.description))
+    fields["signal"] = (str, Field("ui", description="保持 ui / leave as ui"))
+    return create_model(f"{kind.title().replace('_', '')}Input", __base__=RunInput, **fields)
+
+
+UI_FORMS = {kind: _ui_form(kind) for kind in FORMS}
+
+
+def _summary(step_id: int) -> str:
+    """A short Markdown summary of the case above the form in the Prefect UI."""
+    with unit_of_work() as session:
+        step = load_step(session, step_id)
+        case = step.case
+        zh = "zh-CN"
+        return (
+            f"### {case.number} · {labels.label(labels.STEPS, step.kind, zh)}\n\n"
+            f"- 报修人 {case.reporter_name}，{labels.label(labels.PRIORITIES, case.priority, zh)}"
+            f"优先级，类别 {case.category}\n- 内容：{case.description}\n"
+            f"- 处理角色：{labels.role(step.role, zh)}，时限 {local(step.due_at)}\n\n"
+            "填写 `as_staff`（您的员工编号）及下列字段后提交；也可用 "
+            f"`propflow steps decide {step.id} --as <id>`。"
+        )
+
+
+def _wait(step_id: int, kind: str, key: str) -> dict[str, Any]:
+    form = UI_FORMS[kind].with_initial_data(description=_summary(step_id))
+    context = FlowRunContext.get()
+    if context and context.flow_run and context.flow_run.deployment_id:
+        answer = suspend_flow_run(wait_for_input=form, timeout=None, key=key)
+    else:
+        answer = pause_flow_run(wait_for_input=form, timeout=PAUSE_TIMEOUT, key=key,
+                                poll_interval=get_settings().pause_poll_seconds)  # type: ignore[arg-type]
+    return answer.model_dump() if answer is not None else {}
+
+
+def ask(case_id: int, key: str, kind: str, role: str,
+        assignee_id: int | None = None) -> dict[str, Any]:
+    """Returns {"values", "decided_by", "lapsed"} once the step is decided or has expired."""
+    step_id = open_step(case_id, key, kind, role, assignee_id)
+    wakes = 0
+    while True:
+        state = read_step(step_id)
+        for escalation_id, level in state["pending_escalations"]:
+            escalate(escalation_id, level=level)
+        if state["status"] == "decided":
+            return {"values": state["values"], "decided_by": state["decided_by"],
+                    "lapsed": False}
+        if state["status"] == "lapsed":
+            return {"values": {}, "decided_by": None, "lapsed": True}
+        wakes += 1  # stable across replays: the same wait gets the same key
+        answer = _wait(step_id, kind, key=f"{key}.{step_id}.{wakes}")
+        if answer.get("signal", "ui") == "ui":
+            record_ui_decision(step_id, answer)
+

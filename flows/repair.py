@@ -1,0 +1,63 @@
+"""Repair 报修 (PROCEDURES.md §1): one flow run per work order, named after its number."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.human import ask
+from tasks.repair import assign, auto_dispatch, close_case, intake, tell_owner
+
+
+@flow(name="repair", flow_run_name="{number}", persist_result=True, log_prints=True)
+def repair(case_id: int, number: str) -> str:
+    # 1-2. Intake: the case is already recorded, numbered and classified; link this run.
+    case = intake(case_id)
+
+    # 3. Dispatch: by skill and load, else a technical supervisor assigns it.
+    technician = auto_dispatch(case_id)
+    if technician is None:
+        technician = ask(case_id, "dispatch#1", "dispatch", "tech_supervisor")["values"][
+            "technician"]
+
+    # 4. The technician accepts; a supervisor deciding instead may hand it to someone else.
+    attempt = 0
+    while True:
+        attempt += 1
+        technician_name = assign(case_id, technician)
+        accepted = ask(case_id, f"accept#{attempt}", "accept", "technician", technician)
+        if accepted["values"].get("reassign_to") is None:
+            break
+        technician = accepted["values"]["reassign_to"]
+    tell_owner(case_id, "accepted", key="accepted", technician=technician_name,
+               eta=accepted["values"].get("eta") or "")
+
+    # A paid repair starts only once the owner accepts the quote.
+    if case["paid"]:
+        quote = ask(case_id, "quote#1", "quote", "owner")
+        if quote["lapsed"] or not quote["values"]["accepted"]:
+            close_case(case_id, "quote_refused")
+            return "quote_refused"
+
+    # 5-6. Work, completion, owner acceptance; a disputed result is re-inspected in 48 h.
+    round_ = 0
+    while True:
+        round_ += 1
+        done = ask(case_id, f"complete#{round_}", "complete", "technician", technician)
+        tell_owner(case_id, "completed", key=f"completed#{round_}", **{
+            k: str(done["values"].get(k) or "") for k in ("diagnosis", "charge")})
+        verdict = ask(case_id, f"owner_acceptance#{round_}", "owner_acceptance", "owner")
+        if verdict["values"]["accepted"]:
+            break
+        tell_owner(case_id, "reinspection", key=f"reinspection#{round_}")
+        finding = ask(case_id, f"reinspection#{round_}", "reinspection", "tech_supervisor")
+        if not finding["values"]["redo"]:
+            break
+
+    # 7. Callback within 24 h; no answer, or not reached: the front desk phones the owner.
+    callback = ask(case_id, "callback#1", "callback", "owner")
+    if callback["lapsed"] or not callback["values"].get("reached", True):
+        ask(case_id, "phone_callback#1", "phone_callback", "csr")
+
+    close_case(case_id, "done")
+    return "done"
+

@@ -1,0 +1,77 @@
+"""Finding people and places by what users type."""
+
+from __future__ import annotations
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from models.cases import Case, Step
+from models.org import Community, Staff, StaffRole, Unit
+from propflow.errors import NotFound
+
+
+def staff(session: Session, staff_id: int | str, *, field: str = "staff") -> Staff:
+    try:
+        found = session.get(Staff, int(staff_id))
+    except (TypeError, ValueError):
+        found = None
+    if found is None or not found.active:
+        raise NotFound(f"{field}：没有编号为 {staff_id!r} 的在职员工；expected a staff id "
+                       "from `propflow demo seed`", field=field)
+    return found
+
+
+def roles_of(person: Staff, community_id: int) -> set[str]:
+    return {r.role for r in person.roles if r.community_id in (community_id, None)}
+
+
+def people_in_role(session: Session, community_id: int, role: str) -> list[Staff]:
+    rows = session.scalars(
+        select(Staff)
+        .join(StaffRole, StaffRole.staff_id == Staff.id)
+        .where(StaffRole.role == role, Staff.active.is_(True))
+        .where(or_(StaffRole.community_id == community_id, StaffRole.community_id.is_(None)))
+        .order_by(Staff.id)
+    )
+    return list(dict.fromkeys(rows))
+
+
+def unit(session: Session, code: str, community: str | None = None) -> Unit:
+    query = select(Unit).where(Unit.code == code)
+    if community:
+        query = query.join(Community).where(Community.code == community)
+    found = list(session.scalars(query))
+    if not found:
+        raise NotFound(f"unit：没有房号 {code!r}；expected 楼栋-单元-房号 such as 1-2-301",
+                       field="unit")
+    if len(found) > 1:
+        raise NotFound(f"unit：房号 {code!r} 在多个项目中存在；expected --community", field="unit")
+    return found[0]
+
+
+def case(session: Session, number: str) -> Case:
+    found = session.scalars(select(Case).where(Case.number == number)).first()
+    if found is None and str(number).isdigit():
+        found = session.get(Case, int(number))
+    if found is None:
+        raise NotFound(f"case：没有工单 {number!r}；expected a number such as BX-20261124-0001",
+                       field="case")
+    return found
+
+
+def step(session: Session, step_id: int | str) -> Step:
+    try:
+        found = session.get(Step, int(step_id))
+    except (TypeError, ValueError):
+        found = None
+    if found is None:
+        raise NotFound(f"step：没有编号为 {step_id!r} 的步骤；see `propflow steps list`",
+                       field="step")
+    return found
+
+
+def open_load(session: Session, staff_id: int) -> int:
+    """How many waiting steps a person holds: the load dispatch balances."""
+    return len(list(session.scalars(
+        select(Step.id).where(Step.assignee_id == staff_id, Step.status == "waiting")
+    )))

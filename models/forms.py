@@ -1,0 +1,98 @@
+"""What each human step asks for: one typed form per step kind."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from propflow.errors import PropflowError
+
+
+class Form(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class DispatchForm(Form):
+    technician: int = Field(description="派给的维修工 (staff id)")
+
+
+class AcceptForm(Form):
+    eta: datetime | None = Field(None, description="预计到场时间")
+    note: str = Field("", description="备注")
+    reassign_to: int | None = Field(None, description="改派给 (staff id，仅主管)")
+
+
+class QuoteForm(Form):
+    accepted: bool = Field(description="业主是否接受报价")
+    reason: str = ""
+
+
+class CompleteForm(Form):
+    diagnosis: str = Field(min_length=1, description="故障诊断")
+    work_done: str = ""
+    photo: str = Field("", description="完工照片 URL")
+    charge: Decimal = Field(Decimal("0"), ge=0, description="收费（元）")
+
+
+class OwnerAcceptanceForm(Form):
+    accepted: bool = Field(description="业主是否验收通过")
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _reason_when_refused(self) -> OwnerAcceptanceForm:
+        if not self.accepted and not self.reason:
+            raise ValueError("reason: 不通过验收时必须填写原因 (required when accepted=false)")
+        return self
+
+
+class ReinspectionForm(Form):
+    finding: str = Field(min_length=1, description="复检结论")
+    redo: bool = Field(description="是否返工")
+
+
+class CallbackForm(Form):
+    reached: bool = Field(True, description="是否联系上业主")
+    rating: int | None = Field(None, ge=1, le=5, description="满意度 1-5")
+    comment: str = ""
+
+    @model_validator(mode="after")
+    def _rating_when_reached(self) -> CallbackForm:
+        if self.reached and self.rating is None:
+            raise ValueError("rating: 联系上业主时必须打分 1-5 (required when reached=true)")
+        return self
+
+
+FORMS: dict[str, type[Form]] = {
+    "dispatch": DispatchForm,
+    "accept": AcceptForm,
+    "quote": QuoteForm,
+    "complete": CompleteForm,
+    "owner_acceptance": OwnerAcceptanceForm,
+    "reinspection": ReinspectionForm,
+    "callback": CallbackForm,
+    "phone_callback": CallbackForm,
+}
+
+
+def validate_form(kind: str, values: dict[str, Any]) -> dict[str, Any]:
+    """Checked values as JSON-ready data, or an error naming the field."""
+    form = FORMS[kind]
+    try:
+        return form.model_validate(values).model_dump(mode="json")
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or None
+        msg = err["msg"].removeprefix("Value error, ")
+        if not field and ":" in msg:
+            field = msg.split(":", 1)[0]
+        expected = ", ".join(
+            f"{name}{'' if f.is_required() else '?'}" for name, f in form.model_fields.items()
+        )
+        got = "" if err["type"] == "missing" else f"（实际为 {err.get('input')!r}）"
+        raise PropflowError(
+            f"步骤 {kind} 的字段 {field or '?'}：{msg}{got}；该步骤的字段为 {expected}",
+            field=field,
+        ) from exc

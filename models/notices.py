@@ -1,0 +1,87 @@
+"""Who hears about what: builds message context and writes the outbox rows for an event."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy.orm import Session
+
+from models.cases import Case, Step
+from models.directory import people_in_role
+from models.org import Staff, Unit
+from notifications import labels
+from notifications.outbox import Recipient, notify
+from propflow.policy import get_policy
+
+
+def local(at: datetime | None, tz: str | None = None) -> str:
+    if at is None:
+        return ""
+    return at.astimezone(ZoneInfo(tz or get_policy().timezone)).strftime("%Y-%m-%d %H:%M")
+
+
+def staff_recipient(person: Staff) -> Recipient:
+    return Recipient(key=f"staff:{person.id}", name=person.name, email=person.email,
+                     mobile=person.phone)
+
+
+def owner_recipient(case: Case) -> Recipient:
+    return Recipient(key=f"owner:{case.reporter_phone}", name=case.reporter_name,
+                     mobile=case.reporter_phone)
+
+
+def case_context(session: Session, case: Case, lang: str) -> dict[str, Any]:
+    unit = session.get(Unit, case.unit_id) if case.unit_id else None
+    policy = get_policy()
+    category = policy.procedures[case.procedure].categories.get(case.category or "")
+    return {
+        "number": case.number,
+        "procedure_label": labels.label(labels.PROCEDURES, case.procedure, lang),
+        "unit": unit.code if unit else "",
+        "summary": case.description,
+        "reporter": case.reporter_name,
+        "category_label": category.label if category else (case.category or ""),
+        "priority_label": labels.label(labels.PRIORITIES, case.priority, lang),
+        "paid": case.paid,
+    }
+
+
+def step_context(session: Session, step: Step, lang: str) -> dict[str, Any]:
+    ctx = case_context(session, step.case, lang)
+    ctx.update(
+        step_id=step.id,
+        step_label=labels.label(labels.STEPS, step.kind, lang),
+        due=local(step.due_at),
+        calendar_label=labels.label(labels.CALENDARS, step.calendar, lang),
+    )
+    return ctx
+
+
+def tell(
+    session: Session, *, case: Case, event: str, to: list[Recipient], key: str, now: datetime,
+    **extra: Any,
+) -> int:
+    policy = get_policy()
+    lang = policy.lang
+    ctx = case_context(session, case, lang) | extra
+    return notify(
+        session, procedure=case.procedure, event=event, to=to, context=ctx, key=key, now=now,
+        case_id=case.id, lang=lang, routes=policy.routes,
+        channel_kinds={n: str(c.get("kind")) for n, c in policy.channels.items()},
+    )
+
+
+def step_recipients(session: Session, step: Step) -> list[Recipient]:
+    """The assignee, else everyone holding the step's role in the community."""
+    if step.assignee_id:
+        person = session.get(Staff, step.assignee_id)
+        return [staff_recipient(person)] if person else []
+    if step.role == "owner":
+        return [owner_recipient(step.case)]
+    return [staff_recipient(p) for p in people_in_role(session, step.case.community_id, step.role)]
+
+
+def role_recipients(session: Session, case: Case, role: str) -> list[Recipient]:
+    return [staff_recipient(p) for p in people_in_role(session, case.community_id, role)]

@@ -1,0 +1,209 @@
+"""The rules of a human step: opening it, who may decide it, once; lapses and warnings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from models import notices
+from models.cases import Case, Decision, Escalation, Step
+from models.directory import roles_of
+from models.forms import validate_form
+from models.org import Staff
+from models.outbox import audit
+from notifications import labels
+from propflow.errors import Conflict, Forbidden, PropflowError
+from propflow.policy import get_policy
+
+# Who may stand in for a role besides the escalation chain above it.
+SUPERVISORS = {"technician": {"tech_supervisor", "dispatcher"}, "owner": {"csr"}}
+
+
+def open_step(
+    session: Session, *, case: Case, key: str, kind: str, role: str, now: datetime,
+    assignee_id: int | None = None, context: dict[str, Any] | None = None,
+) -> Step:
+    """Write the step (window on its calendar), tell the assignee. Same key: same step."""
+    existing = session.scalars(select(Step).where(Step.case_id == case.id, Step.key == key)).first()
+    if existing:
+        return existing
+    policy = get_policy()
+    rule = policy.rule(case.procedure, kind, case.priority)
+    calendar = policy.business_calendar()
+    due = calendar.add(now, rule.window, rule.calendar)
+    warn = calendar.add(now, rule.window * policy.warning_threshold, rule.calendar)
+    step = Step(
+        case_id=case.id, key=key, kind=kind, role=role, assignee_id=assignee_id,
+        calendar=rule.calendar, window_seconds=int(rule.window.total_seconds()),
+        on_lapse=rule.on_lapse, opened_at=now, due_at=due, warn_at=warn, level=0,
+        context=context or {},
+    )
+    session.add(step)
+    session.flush()
+    audit(session, at=now, actor="system", action="step_opened", case_id=case.id,
+          step=key, role=role, assignee=assignee_id, due_at=due.isoformat())
+    notices.tell(session, case=case, event="step_opened", to=notices.step_recipients(session, step),
+                 key=f"step:{step.id}:opened", now=now,
+                 **notices.step_context(session, step, get_policy().lang))
+    return step
+
+
+def chain_of(step: Step) -> list[str]:
+    return get_policy().chain(step.case.procedure, step.kind, step.case.priority)
+
+
+def may_decide(step: Step, person: Staff) -> bool:
+    roles = roles_of(person, step.case.community_id)
+    if step.assignee_id == person.id:
+        return True
+    if not step.assignee_id and step.role in roles:
+        return True
+    return bool(roles & (set(chain_of(step)) | SUPERVISORS.get(step.role, set())))
+
+
+def decide(
+    session: Session, *, step: Step, person: Staff, values: dict[str, Any], now: datetime,
+    comment: str = "", channel: str = "cli", override: bool = False,
+) -> Decision:
+    """Store a decision; the run is resumed after this commits."""
+    if step.status != "waiting":
+        by = step.decision.decided_by if step.decision else None
+        raise Conflict(f"step {step.id}（{step.kind}）已处理 (status {step.status}"
+                       f"{f', by staff {by}' if by else ''})；一个步骤只能决定一次", field="step")
+    if not may_decide(step, person):
+        allowed = sorted({step.role, *chain_of(step), *SUPERVISORS.get(step.role, set())})
+        who = f"assignee staff {step.assignee_id} or " if step.assignee_id else ""
+        raise Forbidden(
+            f"as：员工 {person.id}（{person.name}）无权处理步骤 {step.id}（{step.kind}）；"
+            f"expected {who}a role among {allowed}", field="as")
+    checked = validate_form(step.kind, values)
+    if checked.get("reassign_to") is not None and step.assignee_id == person.id:
+        raise Forbidden("reassign_to：只有主管可以改派；expected a supervisor's decision",
+                        field="reassign_to")
+    taken = session.execute(
+        update(Step).where(Step.id == step.id, Step.status == "waiting")
+        .values(status="decided", decided_at=now, breached=Step.breached | (Step.due_at < now))
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if not taken:
+        raise Conflict(f"step {step.id} 刚被他人处理；一个步骤只能决定一次", field="step")
+    decision = Decision(
+        step_id=step.id, decided_by=person.id, channel=channel, values=checked,
+        comment=comment, override=override, created_at=now,
+        on_behalf_of_owner=step.role == "owner",
+    )
+    session.add(decision)
+    audit(session, at=now, actor=f"staff:{person.id}", action="decided", case_id=step.case_id,
+          step=step.key, values=checked, comment=comment, channel=channel, override=override)
+    session.flush()
+    session.refresh(step)
+    return decision
+
+
+@dataclass(frozen=True)
+class Lapse:
+    step_id: int
+    case_id: int
+    flow_run_id: str | None
+    level: int | None  # None when the step expired instead of escalating
+
+
+def claim_lapses(session: Session, now: datetime, worker: str) -> list[Lapse]:
+    """Claim every step past due, atomically: two clocks never take the same lapse."""
+    policy = get_policy()
+    calendar = policy.business_calendar()
+    claimed: list[Lapse] = []
+    late = session.scalars(
+        select(Step).where(Step.status == "waiting", Step.due_at <= now).order_by(Step.due_at)
+    )
+    for step in list(late):
+        chain = chain_of(step)
+        if step.on_lapse == "expire":
+            won = session.execute(
+                update(Step).where(Step.id == step.id, Step.status == "waiting")
+                .values(status="lapsed", breached=True, decided_at=now)
+                .execution_options(synchronize_session=False)).rowcount
+            if won:
+                audit(session, at=now, actor=worker, action="step_expired",
+                      case_id=step.case_id, step=step.key)
+                claimed.append(Lapse(step.id, step.case_id, step.case.flow_run_id, None))
+            continue
+        if step.level >= len(chain):
+            continue  # the top of the chain already has it; the breach stays recorded
+        role = chain[step.level]
+        new_due = calendar.add(step.due_at, policy.level_window(role), step.calendar)
+        won = session.execute(
+            update(Step).where(Step.id == step.id, Step.level == step.level,
+                               Step.status == "waiting")
+            .values(level=step.level + 1, due_at=new_due, breached=True,
+                    warn_at=None)
+            .execution_options(synchronize_session=False)).rowcount
+        if not won:
+            continue
+        session.add(Escalation(step_id=step.id, level=step.level + 1, to_role=role,
+                               lapsed_at=step.due_at, claimed_at=now, claimed_by=worker))
+        audit(session, at=now, actor=worker, action="lapsed", case_id=step.case_id,
+              step=step.key, level=step.level + 1, to_role=role)
+        claimed.append(Lapse(step.id, step.case_id, step.case.flow_run_id, step.level + 1))
+    session.flush()
+    return claimed
+
+
+def claim_warnings(session: Session, now: datetime, worker: str) -> int:
+    """Tell the assignee once when a step has used its warning share of the window."""
+    lang = get_policy().lang
+    count = 0
+    for step in list(session.scalars(select(Step).where(
+            Step.status == "waiting", Step.level == 0, Step.warn_at.is_not(None),
+            Step.warn_at <= now, Step.due_at > now))):
+        won = session.execute(
+            update(Step).where(Step.id == step.id, Step.warn_at.is_not(None))
+            .values(warn_at=None).execution_options(synchronize_session=False)).rowcount
+        if not won:
+            continue
+        chain = chain_of(step)
+        ctx = notices.step_context(session, step, lang)
+        ctx.update(percent=int(get_policy().warning_threshold * 100),
+                   next_role_label=labels.role(chain[0] if chain else None, lang))
+        notices.tell(session, case=step.case, event="warning",
+                     to=notices.step_recipients(session, step), key=f"step:{step.id}:warning",
+                     now=now, **ctx)
+        audit(session, at=now, actor=worker, action="warned", case_id=step.case_id,
+              step=step.key)
+        count += 1
+    return count
+
+
+def record_escalation(session: Session, escalation: Escalation, now: datetime) -> list[str]:
+    """Tell the level the lapse reached (done by the case's flow run); returns who was told."""
+    step = escalation.step
+    lang = get_policy().lang
+    chain = chain_of(step)
+    to = notices.role_recipients(session, step.case, escalation.to_role or "")
+    assignee = session.get(Staff, step.assignee_id) if step.assignee_id else None
+    ctx = notices.step_context(session, step, lang)
+    nxt = chain[escalation.level] if escalation.level < len(chain) else None
+    ctx.update(
+        role_label=labels.role(escalation.to_role, lang), level=escalation.level,
+        lapsed=notices.local(escalation.lapsed_at),
+        assignee=assignee.name if assignee else labels.role(step.role, lang),
+        next_role_label=labels.role(nxt, lang),
+    )
+    notices.tell(session, case=step.case, event="escalated", to=to,
+                 key=f"escalation:{escalation.id}", now=now, **ctx)
+    if escalation.handled_at is None:
+        escalation.handled_at = now
+        audit(session, at=now, actor="flow", action="escalated", case_id=step.case_id,
+              step=step.key, level=escalation.level, to_role=escalation.to_role,
+              told=[r.key for r in to])
+    return [r.name for r in to]
+
+
+def require_text(value: str, field: str, expected: str) -> str:
+    if not value or not value.strip():
+        raise PropflowError(f"{field}：不能为空；expected {expected}", field=field)
+    return value.strip()

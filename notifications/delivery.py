@@ -1,0 +1,75 @@
+"""Deliver due outbox rows over their channels, a few at a time, with retries and backoff."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
+from typing import Any
+
+from models.db import unit_of_work
+from models.org import Staff
+from notifications import outbox
+from notifications.channels import Channel, DeliveryError, Message, build_channel
+from propflow.clock import now
+from propflow.policy import get_policy
+
+log = logging.getLogger("propflow.delivery")
+
+
+@lru_cache(maxsize=64)
+def _channel(name: str, spec_items: tuple[tuple[str, Any], ...]) -> Channel:
+    # One adapter per channel keeps its rate limiter shared by every delivery.
+    return build_channel(name, dict(spec_items))
+
+
+def channel(name: str) -> Channel:
+    spec = get_policy().channels[name]
+    return _channel(name, tuple(sorted(spec.items())))
+
+
+def _send(row_id: int, channel_name: str, message: Message) -> tuple[int, str | None, bool]:
+    try:
+        channel(channel_name).send(message)
+        return row_id, None, False
+    except DeliveryError as exc:
+        return row_id, str(exc), exc.retryable
+    except Exception as exc:  # a bug in an adapter must not stop the others
+        log.exception("channel %s failed", channel_name)
+        return row_id, f"{type(exc).__name__}: {exc}", True
+
+
+def deliver_due(limit: int = 200, concurrency: int = 8) -> dict[str, int]:
+    """One delivery pass; returns how many rows were sent, retried and failed."""
+    at = now()
+    jobs: list[tuple[int, str, Message]] = []
+    with unit_of_work() as session:
+        for row in outbox.due(session, at, limit):
+            if row.channel not in get_policy().channels:
+                outbox.claim(session, row, at)
+                jobs.append((row.id, "", Message(subject=row.subject, body=row.body)))
+                continue
+            if not outbox.claim(session, row, at):
+                continue
+            mobiles: tuple[str, ...] = ()
+            if row.recipient.startswith("staff:"):
+                person = session.get(Staff, int(row.recipient.split(":")[1]))
+                mobiles = (person.phone,) if person and person.phone else ()
+            to = (row.address,) if "@" in row.address else ()
+            jobs.append((row.id, row.channel, Message(subject=row.subject, body=row.body,
+                                                      to=to, mention_mobiles=mobiles)))
+    counts = {"sent": 0, "retry": 0, "failed": 0}
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        results = list(pool.map(lambda job: _send_or_refuse(*job), jobs))
+    with unit_of_work() as session:
+        for row_id, error, retryable in results:
+            outbox.settle(session, row_id, now(), error, retryable)
+            counts["sent" if error is None else "retry" if retryable else "failed"] += 1
+    return counts
+
+
+def _send_or_refuse(row_id: int, channel_name: str, message: Message) -> tuple[int, str | None,
+                                                                               bool]:
+    if not channel_name:
+        return row_id, "channel is no longer in the policy file", False
+    return _send(row_id, channel_name, message)

@@ -1,0 +1,45 @@
+"""Messages from Jinja2 templates: templates/<procedure>/<event>.<lang>.j2, first line the subject.
+
+Rendering is kept apart from sending so it can be tested on its own text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+
+TEMPLATES = Path(__file__).parent / "templates"
+LANGS = ("zh-CN", "en")
+
+_env = Environment(
+    loader=ChoiceLoader([FileSystemLoader(str(TEMPLATES))]),
+    undefined=StrictUndefined,
+    autoescape=False,
+    keep_trailing_newline=False,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    body: str
+
+
+def render(procedure: str, event: str, lang: str, **context: Any) -> Rendered:
+    if lang not in LANGS:
+        raise ValueError(f"lang {lang!r} is not supported; expected one of {LANGS}")
+    for folder in (procedure, "common"):
+        try:
+            template = _env.get_template(f"{folder}/{event}.{lang}.j2")
+            break
+        except TemplateNotFound:
+            continue
+    else:
+        raise LookupError(f"no template for {procedure}/{event}.{lang}")
+    subject, _, body = template.render(**context).strip().partition("\n")
+    return Rendered(subject=subject.strip(), body=body.strip())

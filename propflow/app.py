@@ -1,0 +1,145 @@
+"""What users ask for, whatever the door (CLI, HTTP): each command one transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from models import directory, notices, repair, steps
+from models.cases import Case, Step
+from models.db import unit_of_work
+from models.org import Staff, Unit
+from models.outbox import AuditEvent, Notification
+from notifications import labels
+from propflow import runs
+from propflow.clock import now
+from propflow.errors import PropflowError
+
+
+def open_repair(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
+    with unit_of_work() as session:
+        case = repair.open_repair(session, now=now(), **fields)
+        if start_run:
+            # Created in the same transaction: a case never exists without its run unless
+            # Prefect was away, and then the SLA clock starts it later.
+            case.flow_run_id = runs.start("repair", case.id, case.number)
+        return case_summary(session, case)
+
+
+def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
+           comment: str = "", channel: str = "cli") -> dict[str, Any]:
+    with unit_of_work() as session:
+        step = directory.step(session, step_id)
+        person = directory.staff(session, staff_id, field="as")
+        decision = steps.decide(session, step=step, person=person, values=values, now=now(),
+                                comment=comment, channel=channel)
+        decision_id, run_id = decision.id, step.case.flow_run_id
+        result = {"step": step.id, "case": step.case.number, "kind": step.kind,
+                  "decided_by": person.id, "values": decision.values}
+    # Stored first, then delivered; a failed wake is retried by the SLA clock.
+    delivered = runs.wake(run_id)
+    if delivered:
+        with unit_of_work() as session:
+            from models.cases import Decision
+
+            row = session.get(Decision, decision_id)
+            if row is not None:
+                row.delivered_at = now()
+    result["delivered"] = delivered
+    return result
+
+
+def step_row(step: Step) -> dict[str, Any]:
+    return {
+        "id": step.id, "case": step.case.number, "step": step.kind, "key": step.key,
+        "role": step.role, "assignee": step.assignee_id, "due_at": notices.local(step.due_at),
+        "level": step.level, "status": step.status, "breached": step.breached,
+    }
+
+
+def list_steps(case: str | None = None, role: str | None = None,
+               status: str | None = "waiting") -> list[dict[str, Any]]:
+    with unit_of_work() as session:
+        query = select(Step).join(Case).order_by(Step.due_at)
+        if case:
+            query = query.where(Case.id == directory.case(session, case).id)
+        if role:
+            query = query.where(Step.role == role)
+        if status:
+            query = query.where(Step.status == status)
+        return [step_row(s) for s in session.scalars(query)]
+
+
+def case_summary(session: Any, case: Case) -> dict[str, Any]:
+    unit = session.get(Unit, case.unit_id) if case.unit_id else None
+    return {
+        "number": case.number, "status": case.status, "procedure": case.procedure,
+        "unit": unit.code if unit else None, "category": case.category,
+        "priority": case.priority, "paid": case.paid, "assignee": case.assignee_id,
+        "reporter": case.reporter_name, "outcome": case.outcome,
+        "created_at": notices.local(case.created_at), "closed_at": notices.local(case.closed_at),
+        "flow_run_id": case.flow_run_id,
+    }
+
+
+def list_cases() -> list[dict[str, Any]]:
+    with unit_of_work() as session:
+        return [case_summary(session, c) for c in session.scalars(select(Case).order_by(Case.id))]
+
+
+def show_case(number: str) -> dict[str, Any]:
+    with unit_of_work() as session:
+        case = directory.case(session, number)
+        out = case_summary(session, case)
+        out["description"] = case.description
+        out["steps"] = []
+        for step in case.steps:
+            row = step_row(step)
+            if step.decision:
+                d = step.decision
+                row["decision"] = {"by": d.decided_by, "values": d.values, "comment": d.comment,
+                                   "channel": d.channel, "override": d.override,
+                                   "at": notices.local(d.created_at)}
+            row["escalations"] = [
+                {"level": e.level, "to_role": e.to_role, "lapsed_at": notices.local(e.lapsed_at),
+                 "handled_at": notices.local(e.handled_at)} for e in step.escalations]
+            out["steps"].append(row)
+        out["notifications"] = notification_rows(session, case.id)
+        out["timeline"] = [
+            {"at": notices.local(a.at), "actor": a.actor, "action": a.action, "detail": a.detail}
+            for a in session.scalars(select(AuditEvent).where(AuditEvent.case_id == case.id)
+                                     .order_by(AuditEvent.id))]
+        return out
+
+
+def notification_rows(session: Any, case_id: int | None) -> list[dict[str, Any]]:
+    query = select(Notification).order_by(Notification.id)
+    if case_id is not None:
+        query = query.where(Notification.case_id == case_id)
+    return [{"id": n.id, "event": n.event, "to": n.recipient_name, "recipient": n.recipient,
+             "channel": n.channel, "status": n.status, "subject": n.subject,
+             "created_at": notices.local(n.created_at), "attempts": n.attempts,
+             "error": n.last_error} for n in session.scalars(query)]
+
+
+def list_notifications(case: str | None = None) -> list[dict[str, Any]]:
+    with unit_of_work() as session:
+        case_id = directory.case(session, case).id if case else None
+        return notification_rows(session, case_id)
+
+
+def role_label(role: str) -> str:
+    return labels.role(role, "zh-CN")
+
+
+def staff_rows() -> list[dict[str, Any]]:
+    with unit_of_work() as session:
+        return [{"id": p.id, "name": p.name, "role": r.role, "role_label": role_label(r.role),
+                 "community": r.community_id, "skills": p.skills, "email": p.email}
+                for p in session.scalars(select(Staff).order_by(Staff.id)) for r in p.roles]
+
+
+def require(condition: bool, message: str, field: str) -> None:
+    if not condition:
+        raise PropflowError(message, field=field)

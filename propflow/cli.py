@@ -1,0 +1,250 @@
+"""propflow: the command line. Every command takes --json; errors go to stderr, exit 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import typer
+
+from propflow.errors import PropflowError
+
+app = typer.Typer(help="物业客服流程 propflow", no_args_is_help=True, add_completion=False)
+demo_app = typer.Typer(help="示范数据", no_args_is_help=True)
+repair_app = typer.Typer(help="报修", no_args_is_help=True)
+steps_app = typer.Typer(help="待办步骤", no_args_is_help=True)
+cases_app = typer.Typer(help="工单", no_args_is_help=True)
+notes_app = typer.Typer(help="通知", no_args_is_help=True)
+clock_app = typer.Typer(help="时钟（培训模式可拨动）", no_args_is_help=True)
+db_app = typer.Typer(help="数据库", no_args_is_help=True)
+for sub, name in ((demo_app, "demo"), (repair_app, "repair"), (steps_app, "steps"),
+                  (cases_app, "cases"), (notes_app, "notifications"), (clock_app, "clock"),
+                  (db_app, "db")):
+    app.add_typer(sub, name=name)
+
+JSON = typer.Option(False, "--json", help="输出 JSON")
+
+
+def command(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Prepare the database, run, print; a refused request exits 2 with the reason."""
+
+    @wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> None:
+        as_json = kwargs.get("as_json", False)
+        try:
+            from models.db import upgrade
+            from propflow.policy import get_policy
+
+            get_policy()
+            upgrade()
+            fn(*args, **kwargs)
+        except PropflowError as exc:
+            if as_json:
+                print(json.dumps(exc.as_dict(), ensure_ascii=False), file=sys.stderr)
+            else:
+                print(f"错误：{exc.message}", file=sys.stderr)
+            raise typer.Exit(2) from None
+
+    return run
+
+
+def emit(data: Any, as_json: bool, columns: list[str] | None = None) -> None:
+    if as_json:
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    elif isinstance(data, list) and columns:
+        print("\t".join(columns))
+        for row in data:
+            print("\t".join(str(row.get(c, "")) for c in columns))
+    elif isinstance(data, dict):
+        for key, value in data.items():
+            shown = json.dumps(value, ensure_ascii=False, default=str) if isinstance(
+                value, (dict, list)) else value
+            print(f"{key}: {shown}")
+    else:
+        print(data)
+
+
+@demo_app.command("seed")
+@command
+def demo_seed(as_json: bool = JSON) -> None:
+    """建立示范公司、项目、楼栋、房屋和各角色员工（可重复执行）。"""
+    from propflow.demo import seed
+
+    data = seed()
+    if as_json:
+        emit(data, True)
+        return
+    print(f"{data['company']['name']} / {data['community']['name']} ({data['community']['code']})")
+    print(f"房屋 {len(data['units'])} 套，例如 {', '.join(data['units'][:4])}")
+    emit(data["staff"], False, ["id", "name", "role", "skills"])
+
+
+@repair_app.command("open")
+@command
+def repair_open(
+    unit: str = typer.Option(..., "--unit", help="房号，如 1-2-301"),
+    category: str = typer.Option(..., "--category"),
+    priority: str = typer.Option(..., "--priority", help="high|medium|low"),
+    reporter: str = typer.Option(..., "--reporter"),
+    phone: str = typer.Option(..., "--phone"),
+    description: str = typer.Option(..., "--description"),
+    channel: str = typer.Option("phone", "--channel", help="phone|online|front_desk|patrol"),
+    community: str | None = typer.Option(None, "--community"),
+    as_json: bool = JSON,
+) -> None:
+    """登记报修，生成工单号并启动流程。"""
+    from propflow import app as service
+
+    emit(service.open_repair(unit=unit, category=category, priority=priority,
+                             reporter=reporter, phone=phone, description=description,
+                             channel=channel, community=community), as_json)
+
+
+@steps_app.command("list")
+@command
+def steps_list(case: str | None = typer.Option(None, "--case"),
+               role: str | None = typer.Option(None, "--role"),
+               all_: bool = typer.Option(False, "--all", help="包括已处理的步骤"),
+               as_json: bool = JSON) -> None:
+    """列出待处理步骤。"""
+    from propflow import app as service
+
+    rows = service.list_steps(case=case, role=role, status=None if all_ else "waiting")
+    emit(rows, as_json, ["id", "case", "step", "role", "assignee", "due_at", "level", "status"])
+
+
+def parse_sets(pairs: list[str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise PropflowError(f"--set：{pair!r} 格式不对；expected KEY=VALUE", field="set")
+        values[key.strip()] = value
+    return values
+
+
+@steps_app.command("decide")
+@command
+def steps_decide(step: str = typer.Argument(..., help="步骤编号"),
+                 as_staff: str = typer.Option(..., "--as", help="处理人员工编号"),
+                 sets: list[str] = typer.Option([], "--set", help="KEY=VALUE，可重复"),
+                 comment: str = typer.Option("", "--comment"),
+                 as_json: bool = JSON) -> None:
+    """处理一个步骤。"""
+    from propflow import app as service
+
+    emit(service.decide(step, as_staff, parse_sets(sets), comment=comment), as_json)
+
+
+@cases_app.command("list")
+@command
+def cases_list(as_json: bool = JSON) -> None:
+    from propflow import app as service
+
+    emit(service.list_cases(), as_json,
+         ["number", "status", "unit", "category", "priority", "assignee", "created_at"])
+
+
+@cases_app.command("show")
+@command
+def cases_show(number: str, as_json: bool = JSON) -> None:
+    """工单详情：状态和完整时间线。"""
+    from propflow import app as service
+
+    data = service.show_case(number)
+    if as_json:
+        emit(data, True)
+        return
+    for key in ("number", "status", "outcome", "unit", "category", "priority", "paid",
+                "reporter", "description", "flow_run_id"):
+        print(f"{key}: {data[key]}")
+    print("\n步骤 steps:")
+    for s in data["steps"]:
+        print(f"  #{s['id']} {s['key']} {s['role']} level={s['level']} {s['status']} "
+              f"due {s['due_at']}{' 超时' if s['breached'] else ''}")
+        for e in s["escalations"]:
+            print(f"     升级 escalation → L{e['level']} {e['to_role']} (lapsed {e['lapsed_at']})")
+        if "decision" in s:
+            print(f"     决定 by {s['decision']['by']}: {s['decision']['values']}")
+    print("\n通知 notifications:")
+    for n in data["notifications"]:
+        print(f"  {n['created_at']} [{n['channel']}/{n['status']}] → {n['to']}: {n['subject']}")
+    print("\n时间线 timeline:")
+    for t in data["timeline"]:
+        print(f"  {t['at']} {t['actor']} {t['action']} {json.dumps(t['detail'], ensure_ascii=False)}")
+
+
+@notes_app.command("list")
+@command
+def notifications_list(case: str | None = typer.Option(None, "--case"),
+                       as_json: bool = JSON) -> None:
+    from propflow import app as service
+
+    emit(service.list_notifications(case), as_json,
+         ["id", "created_at", "event", "channel", "status", "to", "subject"])
+
+
+@clock_app.command("show")
+@command
+def clock_show(as_json: bool = JSON) -> None:
+    from models.notices import local
+    from propflow.clock import now
+    from propflow.settings import get_settings
+
+    at = now()
+    emit({"now": local(at), "utc": at.isoformat(), "mode": get_settings().mode}, as_json)
+
+
+@clock_app.command("advance")
+@command
+def clock_advance(delta: str, as_json: bool = JSON) -> None:
+    """培训模式：把模拟时钟向前拨（如 2h、30m、1d），并立即跑一遍时限检查。"""
+    from models.notices import local
+    from propflow import clock, sla
+
+    at = clock.advance(delta)
+    result = sla.tick()
+    emit({"now": local(at), "lapsed": result.lapsed, "warned": result.warned,
+          "woken": result.woken}, as_json)
+
+
+@db_app.command("upgrade")
+@command
+def db_upgrade(as_json: bool = JSON) -> None:
+    """迁移数据库到最新版本。"""
+    from models.db import safe_url
+    from propflow.settings import get_settings
+
+    emit({"database": safe_url(get_settings().db_url), "status": "up to date"}, as_json)
+
+
+@app.command("check")
+@command
+def check(as_json: bool = JSON) -> None:
+    """校验策略文件。"""
+    from propflow.policy import load_policy
+    from propflow.settings import get_settings
+
+    path = get_settings().policy
+    policy = load_policy(path)
+    emit({"policy": str(path), "procedures": sorted(policy.procedures), "ok": True}, as_json)
+
+
+@app.command("serve")
+@command
+def serve(as_json: bool = JSON) -> None:
+    """提供全部流程部署并运行时限时钟（SLA clock）和通知投递。"""
+    from propflow.service import run
+
+    run()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The demo company: one community, buildings, units and staff in every role. Idempotent."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from models.db import unit_of_work
+from models.org import Building, Community, Company, Resident, Staff, StaffRole, Unit
+
+STAFF: list[tuple[str, str, str, str | None]] = [
+    # name, role, skills, community ("" = company level)
+    ("王芳", "csr", "", "YGHY"),
+    ("李娜", "csr", "", "YGHY"),
+    ("赵磊", "steward", "", "YGHY"),
+    ("陈静", "cs_supervisor", "", "YGHY"),
+    ("刘洋", "cs_director", "", "YGHY"),
+    ("张伟", "project_manager", "", "YGHY"),
+    ("孙丽", "company_cs", "", None),
+    ("周强", "dispatcher", "", "YGHY"),
+    ("吴刚", "technician", "plumbing,electrical", "YGHY"),
+    ("郑浩", "technician", "civil", "YGHY"),
+    ("冯涛", "technician", "equipment,elevator", "YGHY"),
+    ("何军", "tech_supervisor", "plumbing,electrical,civil", "YGHY"),
+    ("马超", "security", "", "YGHY"),
+    ("朱红", "cleaning", "", "YGHY"),
+    ("胡敏", "pr", "", "YGHY"),
+    ("郭婷", "hr", "", None),
+    ("林峰", "vendor", "elevator", "YGHY"),
+    ("高明", "developer_warranty", "", "YGHY"),
+]
+
+
+def _get_or_add(session: Session, model: type, where: dict[str, Any], **extra: Any) -> Any:
+    found = session.scalars(select(model).filter_by(**where)).first()
+    if found is None:
+        found = model(**where, **extra)
+        session.add(found)
+        session.flush()
+    return found
+
+
+def seed() -> dict[str, Any]:
+    with unit_of_work() as session:
+        company = _get_or_add(session, Company, {"code": "DEMO"}, name="示范物业服务有限公司")
+        community = _get_or_add(session, Community, {"code": "YGHY"},
+                                company_id=company.id, name="阳光花园", tz="Asia/Shanghai")
+        units = []
+        for b in (1, 2, 3):
+            building = _get_or_add(session, Building, {"community_id": community.id,
+                                                       "code": str(b)}, name=f"{b}号楼")
+            for entrance in (1, 2):
+                for floor in (1, 2, 3):
+                    for room in (1, 2):
+                        code = f"{b}-{entrance}-{floor}0{room}"
+                        # Building 3 was handed over recently: still under warranty (free repairs).
+                        warranty = date(2027, 12, 31) if b == 3 else date(2024, 6, 30)
+                        unit = _get_or_add(session, Unit, {"community_id": community.id,
+                                                           "code": code},
+                                           building_id=building.id, warranty_until=warranty)
+                        units.append(unit)
+        _get_or_add(session, Resident, {"unit_id": units[0].id, "name": "业主张三"},
+                    phone="13800138000", is_owner=True)
+        staff = []
+        for i, (name, role, skills, where) in enumerate(STAFF, start=1):
+            person = _get_or_add(session, Staff, {"company_id": company.id, "name": name},
+                                 phone=f"139{i:08d}", email=f"staff{i}@demo.propflow.local",
+                                 skills=skills)
+            _get_or_add(session, StaffRole, {"staff_id": person.id, "role": role,
+                                             "community_id": community.id if where else None})
+            staff.append({"id": person.id, "name": name, "role": role, "skills": skills})
+        return {
+            "company": {"code": company.code, "name": company.name},
+            "community": {"code": community.code, "name": community.name},
+            "units": [u.code for u in units],
+            "staff": staff,
+        }

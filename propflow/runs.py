@@ -1,0 +1,40 @@
+"""Talking to Prefect: start a case's run, wake a waiting run. Failures are left for the
+SLA clock to retry, so nothing is lost while Prefect is away."""
+
+from __future__ import annotations
+
+import logging
+from uuid import UUID
+
+log = logging.getLogger("propflow.runs")
+
+DEPLOYMENTS = {"repair": "repair/repair"}
+
+
+def start(procedure: str, case_id: int, number: str) -> str | None:
+    """Create the case's flow run from its deployment; the served runner picks it up."""
+    from prefect.deployments import run_deployment
+
+    try:
+        run = run_deployment(
+            DEPLOYMENTS[procedure], parameters={"case_id": case_id, "number": number},
+            timeout=0, tags=[procedure, number], flow_run_name=number,
+        )
+    except Exception as exc:  # Prefect down or deployment not served yet: retried later
+        log.warning("could not start the %s run for %s: %s", procedure, number, exc)
+        return None
+    return str(run.id)
+
+
+def wake(flow_run_id: str | None) -> bool:
+    """Resume a waiting run so it re-reads the record. False if it is not waiting or away."""
+    if not flow_run_id:
+        return False
+    from prefect.flow_runs import resume_flow_run
+
+    try:
+        resume_flow_run(UUID(flow_run_id), run_input={"signal": "wake"})
+    except Exception as exc:
+        log.info("could not wake run %s: %s", flow_run_id, exc)
+        return False
+    return True

@@ -1,0 +1,53 @@
+"""`propflow serve`: every deployment, the SLA clock and outbox delivery in one process.
+
+Several replicas may run; the SLA clock and delivery claim their work atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from propflow.policy import get_policy
+from propflow.settings import get_settings
+
+log = logging.getLogger("propflow.service")
+
+
+def _safely(fn, name: str):  # type: ignore[no-untyped-def]
+    def run() -> None:
+        try:
+            fn()
+        except Exception:  # a failed pass is retried at the next one
+            log.exception("%s pass failed", name)
+
+    return run
+
+
+def deployments() -> list:  # type: ignore[type-arg]
+    from flows.repair import repair
+
+    return [repair.to_deployment(name="repair", tags=["propflow", "repair"])]
+
+
+def run() -> None:
+    from prefect import serve
+
+    from notifications.delivery import deliver_due
+    from propflow import sla
+
+    settings = get_settings()
+    get_policy()  # refuse to start on a malformed policy file
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(_safely(sla.tick, "sla"), "interval",
+                      seconds=settings.sla_interval_seconds, max_instances=1, coalesce=True)
+    scheduler.add_job(_safely(deliver_due, "delivery"), "interval",
+                      seconds=settings.outbox_interval_seconds, max_instances=1, coalesce=True)
+    scheduler.start()
+    log.info("SLA clock every %ss, delivery every %ss", settings.sla_interval_seconds,
+             settings.outbox_interval_seconds)
+    try:
+        serve(*deployments(), limit=50)
+    finally:
+        scheduler.shutdown(wait=False)

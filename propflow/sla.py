@@ -1,0 +1,102 @@
+"""The SLA clock: one pass finds lapsed windows and due warnings, claims each atomically,
+wakes the case's run to escalate, and redelivers anything Prefect missed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from models import steps
+from models.cases import Case, Decision, Escalation, Step
+from models.db import unit_of_work
+from propflow import runs
+from propflow.clock import now
+
+log = logging.getLogger("propflow.sla")
+WORKER = f"sla@{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Pass:
+    lapsed: int = 0
+    warned: int = 0
+    woken: int = 0
+    redelivered: int = 0
+    started: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def tick(*, start_pending: bool = True) -> Pass:
+    result = Pass()
+    at = now()
+    with unit_of_work() as session:
+        lapses = steps.claim_lapses(session, at, WORKER)
+        result.warned = steps.claim_warnings(session, at, WORKER)
+    result.lapsed = len(lapses)
+    for lapse in lapses:
+        if runs.wake(lapse.flow_run_id):
+            result.woken += 1
+            _mark_delivered(lapse.step_id, lapse.level)
+    result.redelivered = redeliver()
+    if start_pending:
+        result.started = start_pending_runs()
+    return result
+
+
+def _mark_delivered(step_id: int, level: int | None) -> None:
+    if level is None:
+        return
+    with unit_of_work() as session:
+        row = session.scalars(select(Escalation).where(
+            Escalation.step_id == step_id, Escalation.level == level)).first()
+        if row and row.delivered_at is None:
+            row.delivered_at = now()
+
+
+def redeliver() -> int:
+    """Wake runs whose decision or escalation never reached them (Prefect was away)."""
+    with unit_of_work() as session:
+        decisions = session.execute(
+            select(Decision.id, Case.flow_run_id).join(Step, Decision.step_id == Step.id)
+            .join(Case, Step.case_id == Case.id)
+            .where(Decision.delivered_at.is_(None), Case.flow_run_id.is_not(None))
+        ).all()
+        escalations = session.execute(
+            select(Escalation.id, Case.flow_run_id).join(Step, Escalation.step_id == Step.id)
+            .join(Case, Step.case_id == Case.id)
+            .where(Escalation.handled_at.is_(None), Escalation.delivered_at.is_(None),
+                   Case.flow_run_id.is_not(None))
+        ).all()
+    done = 0
+    for model, rows in ((Decision, decisions), (Escalation, escalations)):
+        for row_id, run_id in rows:
+            if runs.wake(run_id):
+                with unit_of_work() as session:
+                    obj = session.get(model, row_id)
+                    if obj is not None:
+                        obj.delivered_at = now()
+                done += 1
+    return done
+
+
+def start_pending_runs() -> int:
+    """Cases recorded while Prefect was unreachable get their run now."""
+    with unit_of_work() as session:
+        pending = session.execute(select(Case.id, Case.procedure, Case.number).where(
+            Case.flow_run_id.is_(None), Case.status == "open")).all()
+    started = 0
+    for case_id, procedure, number in pending:
+        run_id = runs.start(procedure, case_id, number)
+        if run_id:
+            with unit_of_work() as session:
+                case = session.get(Case, case_id)
+                if case and case.flow_run_id is None:
+                    case.flow_run_id = run_id
+            started += 1
+    return started
+
+

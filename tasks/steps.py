@@ -1,0 +1,82 @@
+"""Tasks around human steps. Each is idempotent: the flow body replays after a suspend."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import select
+
+from models import directory, steps
+from models.cases import Case, Escalation
+from models.db import unit_of_work
+from models.outbox import audit
+from propflow.clock import now
+from propflow.errors import PropflowError
+
+
+@task(name="open-step", cache_policy=NO_CACHE, task_run_name="open-step {key}")
+def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | None) -> int:
+    with unit_of_work() as session:
+        case = session.get(Case, case_id)
+        assert case is not None
+        return steps.open_step(session, case=case, key=key, kind=kind, role=role,
+                               assignee_id=assignee_id, now=now()).id
+
+
+@task(name="read-step", cache_policy=NO_CACHE)
+def read_step(step_id: int) -> dict[str, Any]:
+    """Where the step stands in the record, which the flow trusts over any resume input."""
+    with unit_of_work() as session:
+        step = directory.step(session, step_id)
+        pending = session.execute(select(Escalation.id, Escalation.level).where(
+            Escalation.step_id == step_id, Escalation.handled_at.is_(None)
+        ).order_by(Escalation.level))
+        decision = step.decision
+        return {
+            "status": step.status,
+            "values": decision.values if decision else None,
+            "decided_by": decision.decided_by if decision else None,
+            "pending_escalations": [list(row) for row in pending],
+        }
+
+
+@task(name="escalate", cache_policy=NO_CACHE, task_run_name="escalate level {level}")
+def escalate(escalation_id: int, level: int) -> list[str]:
+    """Tell the next level of the chain that a window lapsed, and record it."""
+    with unit_of_work() as session:
+        escalation = session.get(Escalation, escalation_id)
+        assert escalation is not None
+        told = steps.record_escalation(session, escalation, now())
+    get_run_logger().warning("超时升级至第 %s 级（%s）：已通知 %s", level,
+                             escalation.to_role, "、".join(told) or "（该角色无人）")
+    return told
+
+
+@task(name="record-ui-decision", cache_policy=NO_CACHE)
+def record_ui_decision(step_id: int, answer: dict[str, Any]) -> bool:
+    """A decision typed into the Prefect UI form: stored as an override with its channel."""
+    logger = get_run_logger()
+    values = {k: v for k, v in answer.items()
+              if k not in ("signal", "as_staff", "comment", "metadata") and v is not None}
+    try:
+        with unit_of_work() as session:
+            step = directory.step(session, step_id)
+            if step.status != "waiting":
+                return False
+            if answer.get("as_staff") is None:
+                raise PropflowError("as_staff：请填写您的员工编号；expected a staff id",
+                                    field="as_staff")
+            person = directory.staff(session, answer["as_staff"], field="as_staff")
+            steps.decide(session, step=step, person=person, values=values, now=now(),
+                         comment=answer.get("comment") or "", channel="prefect_ui",
+                         override=True)
+        return True
+    except PropflowError as exc:
+        with unit_of_work() as session:
+            step = directory.step(session, step_id)
+            audit(session, at=now(), actor="prefect_ui", action="ui_decision_refused",
+                  case_id=step.case_id, step=step.key, error=exc.message)
+        logger.error("Prefect 界面提交的决定未被接受：%s", exc.message)
+        return False
