@@ -84,7 +84,7 @@ def ask(case_id: int, key: str, kind: str, role: str,
         if state["status"] == "lapsed":
             return {"values": {}, "decided_by": None, "lapsed": True}
         wakes += 1  # stable across replays: the same wait gets the same key
-        answer = _wait(step_id, kind, key=f"{key}.{step_id}.{wakes}")
+        answer = _wait(step_id, kind, key=f"step-{step_id}-{wakes}")
         if answer.get("signal", "ui") == "ui":
             record_ui_decision(step_id, answer)
 

@@ -4,6 +4,7 @@ SLA clock to retry, so nothing is lost while Prefect is away."""
 from __future__ import annotations
 
 import logging
+import time
 from uuid import UUID
 
 log = logging.getLogger("propflow.runs")
@@ -32,9 +33,17 @@ def wake(flow_run_id: str | None) -> bool:
         return False
     from prefect.flow_runs import resume_flow_run
 
-    try:
-        resume_flow_run(UUID(flow_run_id), run_input={"signal": "wake"})
-    except Exception as exc:
-        log.info("could not wake run %s: %s", flow_run_id, exc)
+    for attempt in range(5):
+        try:
+            resume_flow_run(UUID(flow_run_id), run_input={"signal": "wake"})
+            return True
+        except RuntimeError as exc:
+            # A run saves its input form just after pausing: a wake in between is early.
+            if "schema not found" in str(exc) and attempt < 4:
+                time.sleep(0.1 * (attempt + 1))
+                continue
+            log.info("could not wake run %s: %s", flow_run_id, exc)
+        except Exception as exc:
+            log.info("could not wake run %s: %r", flow_run_id, exc)
         return False
-    return True
+    return False

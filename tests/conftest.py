@@ -1,0 +1,123 @@
+"""Test tiers: unit (no DB), integration (SQLite always, PostgreSQL when reachable), flows
+(one Prefect API server per session). Time is moved by an injected clock, never slept."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+_tmp = Path(tempfile.mkdtemp(prefix="propflow-tests-"))
+os.environ["PROPFLOW_HOME"] = str(_tmp)
+os.environ["PREFECT_HOME"] = str(_tmp / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PROPFLOW_PAUSE_POLL_SECONDS"] = "0.2"
+os.environ.pop("PROPFLOW_DATABASE_URL", None)
+os.environ.pop("PROPFLOW_MODE", None)
+
+import psycopg  # noqa: E402
+import pytest  # noqa: E402
+from sqlalchemy import text  # noqa: E402
+
+from models.db import Base, dispose_engines, get_engine, upgrade  # noqa: E402
+from propflow import clock as clock_module  # noqa: E402
+from propflow.settings import reset_settings  # noqa: E402
+from tests.servers import http_receiver, smtp_server  # noqa: E402, F401
+
+PG_ADMIN = os.environ.get("PROPFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_pg_used: list[str] = []
+
+
+def _pg_reachable() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN, connect_timeout=3):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+PG_OK = _pg_reachable()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if not PG_OK and os.environ.get("CI") == "true":
+        raise pytest.UsageError(f"CI needs PostgreSQL and cannot reach it at {PG_ADMIN}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
+    tr = terminalreporter
+    if _pg_used:
+        tr.write_line(f"PostgreSQL: {len(_pg_used)} tests ran against {PG_ADMIN.rsplit('/', 1)[0]}"
+                      f" (databases {', '.join(sorted(set(_pg_used)))})")
+    else:
+        tr.write_line("PostgreSQL: no test ran against PostgreSQL (not reachable)")
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    name = f"propflow_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    upgrade(url)
+    yield url
+    dispose_engines()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _backends() -> list[object]:
+    skip = pytest.mark.skip(reason="PostgreSQL not reachable")
+    return ["sqlite", pytest.param("postgresql", marks=() if PG_OK else skip)]
+
+
+@pytest.fixture(params=_backends())
+def db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A clean database on each backend; the service reads it through PROPFLOW_DATABASE_URL."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'propflow.db'}"
+        upgrade(url)
+    else:
+        url = request.getfixturevalue("pg_database")
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        with get_engine(url).begin() as conn:
+            conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        _pg_used.append(url.rsplit("/", 1)[1])
+    monkeypatch.setenv("PROPFLOW_DATABASE_URL", url)
+    reset_settings()
+    yield url
+    reset_settings()
+
+
+@pytest.fixture
+def clock() -> Iterator[clock_module.ManualClock]:
+    """Tuesday 2026-11-24 09:00 in Shanghai, a working day."""
+    manual = clock_module.ManualClock(datetime(2026, 11, 24, 9, 0, tzinfo=SHANGHAI))
+    clock_module.set_clock(manual)
+    yield manual
+    clock_module.set_clock(None)
+
+
+@pytest.fixture
+def demo(db: str, clock: clock_module.ManualClock) -> dict:
+    from propflow.demo import seed
+
+    data = seed()
+    data["by_role"] = {}
+    for person in data["staff"]:
+        data["by_role"].setdefault(person["role"], person["id"])
+    return data
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=60):
+        yield str(PREFECT_API_URL.value())
