@@ -54,8 +54,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # ty
     if _pg_used:
         tr.write_line(f"PostgreSQL: {len(_pg_used)} tests ran against {PG_ADMIN.rsplit('/', 1)[0]}"
                       f" (databases {', '.join(sorted(set(_pg_used)))})")
+    elif PG_OK:
+        tr.write_line("PostgreSQL: reachable, but no selected test used it")
     else:
-        tr.write_line("PostgreSQL: no test ran against PostgreSQL (not reachable)")
+        tr.write_line(f"PostgreSQL: not reachable at {PG_ADMIN}; its tests were skipped")
 
 
 @pytest.fixture(scope="session")
