@@ -98,7 +98,8 @@ def unreachable(url: str | None, exc: Exception) -> PropflowError:
     shown = safe_url(url or get_settings().db_url)
     reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
     return PropflowError(
-        f"无法连接数据库 {shown}：{reason}（检查 PROPFLOW_DATABASE_URL）",
+        f"无法连接数据库 {shown}：{reason}（检查 PROPFLOW_DATABASE_URL）；"
+        "expected a reachable database URL",
         field="PROPFLOW_DATABASE_URL",
         code="database_unreachable",
     )

@@ -65,8 +65,8 @@ def step(session: Session, step_id: int | str) -> Step:
     except (TypeError, ValueError):
         found = None
     if found is None:
-        raise NotFound(f"step：没有编号为 {step_id!r} 的步骤；see `propflow steps list`",
-                       field="step")
+        raise NotFound(f"step：没有编号为 {step_id!r} 的步骤；expected a step id from "
+                       "`propflow steps list`", field="step")
     return found
 
 

@@ -86,13 +86,16 @@ def validate_form(kind: str, values: dict[str, Any]) -> dict[str, Any]:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or None
         msg = err["msg"].removeprefix("Value error, ")
-        if not field and ":" in msg:
-            field = msg.split(":", 1)[0]
+        if not field and ":" in msg:  # a rule across fields names its field first
+            field, msg = (part.strip() for part in msg.split(":", 1))
         expected = ", ".join(
             f"{name}{'' if f.is_required() else '?'}" for name, f in form.model_fields.items()
         )
-        got = "" if err["type"] == "missing" else f"（实际为 {err.get('input')!r}）"
+        # A missing value has nothing to show; a rule across fields would show the whole form.
+        shown = err["type"] != "missing" and err["loc"]
+        got = f"（实际为 {err.get('input')!r}）" if shown else ""
         raise PropflowError(
-            f"步骤 {kind} 的字段 {field or '?'}：{msg}{got}；该步骤的字段为 {expected}",
+            f"步骤 {kind} 的字段 {field or '?'}：{msg}{got}；"
+            f"expected fields {expected}（该步骤的字段，? 为选填）",
             field=field,
         ) from exc

@@ -73,7 +73,8 @@ def decide(
     if step.status != "waiting":
         by = step.decision.decided_by if step.decision else None
         raise Conflict(f"step {step.id}（{step.kind}）已处理 (status {step.status}"
-                       f"{f', by staff {by}' if by else ''})；一个步骤只能决定一次", field="step")
+                       f"{f', by staff {by}' if by else ''})；一个步骤只能决定一次；"
+                       "expected a waiting step from `propflow steps list`", field="step")
     if not may_decide(step, person):
         allowed = sorted({step.role, *chain_of(step), *SUPERVISORS.get(step.role, set())})
         who = f"assignee staff {step.assignee_id} or " if step.assignee_id else ""
@@ -90,7 +91,8 @@ def decide(
         .execution_options(synchronize_session=False)
     ).rowcount
     if not taken:
-        raise Conflict(f"step {step.id} 刚被他人处理；一个步骤只能决定一次", field="step")
+        raise Conflict(f"step {step.id} 刚被他人处理；一个步骤只能决定一次；"
+                       "expected a waiting step from `propflow steps list`", field="step")
     decision = Decision(
         step_id=step.id, decided_by=person.id, channel=channel, values=checked,
         comment=comment, override=override, created_at=now,

@@ -198,7 +198,8 @@ def clock_show(as_json: bool = JSON) -> None:
     emit({"now": local(at), "utc": at.isoformat(), "mode": get_settings().mode}, as_json)
 
 
-@clock_app.command("advance")
+# "-1h" must reach the duration check, not be taken for an unknown option.
+@clock_app.command("advance", context_settings={"ignore_unknown_options": True})
 @command
 def clock_advance(delta: str, as_json: bool = JSON) -> None:
     """培训模式：把模拟时钟向前拨（如 2h、30m、1d），并立即跑一遍时限检查。"""

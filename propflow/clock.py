@@ -57,7 +57,8 @@ class TrainingClock:
         from models.db import unit_of_work
 
         if delta <= timedelta(0):
-            raise PropflowError("时钟只能向前拨动；expected a positive duration", field="delta")
+            raise PropflowError("delta：时钟只能向前拨动；expected a positive duration",
+                                field="delta")
         self.now()  # make sure the row exists
         with unit_of_work() as session:
             row = session.scalars(select(SimClock).where(SimClock.id == 1).with_for_update()).one()
@@ -88,11 +89,11 @@ def advance(text: str) -> datetime:
     clock = get_clock()
     if not hasattr(clock, "advance") or isinstance(clock, SystemClock):
         raise PropflowError(
-            "正常模式下时钟是真实时间，不能拨动；只有 PROPFLOW_MODE=training 可以",
+            "PROPFLOW_MODE：正常模式下时钟是真实时间，不能拨动；expected PROPFLOW_MODE=training",
             field="PROPFLOW_MODE", code="forbidden",
         )
     try:
         delta = parse_window(text)
     except ValueError as exc:
-        raise PropflowError(str(exc), field="duration") from exc
+        raise PropflowError(f"delta：时钟只能按正的时长向前拨动；{exc}", field="delta") from exc
     return clock.advance(delta)  # type: ignore[union-attr]

@@ -123,3 +123,22 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=60):
         yield str(PREFECT_API_URL.value())
+
+
+@pytest.fixture
+def policy_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Write a policy file: the demo policy with top-level keys replaced."""
+    import yaml
+
+    from propflow.settings import DEMO_POLICY
+
+    def write(**changes: object) -> Path:
+        data = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8")) | changes
+        path = tmp_path / f"policy-{uuid.uuid4().hex[:6]}.yaml"
+        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        monkeypatch.setenv("PROPFLOW_POLICY", str(path))
+        reset_settings()
+        return path
+
+    yield write
+    reset_settings()

@@ -204,7 +204,7 @@ def test_complete_without_diagnosis(work, db):
     with nothing_changes(db):
         refused(decide(work["steps"]["complete"], work["by_role"]["technician"],
                        "work_done=换阀门"),
-                "diagnosis", "Field required", "diagnosis, work_done?")
+                "diagnosis", "Field required", "expected fields diagnosis, work_done?")
 
 
 @pytest.mark.parametrize(("rating", "expected"), [("6", "less than or equal to 5"),
@@ -219,7 +219,8 @@ def test_refused_acceptance_needs_a_reason(work, db):
     with nothing_changes(db):
         refused(decide(work["steps"]["owner_acceptance"], work["by_role"]["csr"],
                        "accepted=false"),
-                "reason", "required when accepted=false")
+                "reason", "字段 reason：不通过验收时必须填写原因 (required when accepted=false)；"
+                "expected fields accepted, reason?")
 
 
 def test_malformed_set(work, db):
@@ -254,21 +255,35 @@ def _undefined_channel(p: dict) -> None:
     p["routes"]["escalated"] = ["ops_bot"]
 
 
+def _bad_level_window(p: dict) -> None:
+    p["escalation"]["windows"]["csr"] = "soon"
+
+
 @pytest.mark.parametrize(("edit", "field", "expected"), [
     (_bad_window, "procedures.repair.steps.accept.high.window",
      ["'5x' is not a duration", "expected e.g. 30m"]),
     (_unknown_key, "procedures.repair.steps.accept.high.calender",
      ["expected one of", "'calendar'", "'window'"]),
     ("- just\n- a list\n", "policy", ["expected a mapping", "procedures"]),
-    ("procedures: {repair: [unclosed\n", "policy", ["不是合法的 YAML", "expected"]),
+    ("procedures: {repair: [unclosed\n", "policy",
+     ["第 2 行第 1 列不是合法的 YAML", "expected valid YAML"]),
     (_undefined_channel, "routes.escalated", ["'ops_bot'", "expected one of []"]),
-], ids=["bad-window", "unknown-key", "not-a-mapping", "invalid-yaml", "undefined-channel"])
+    (_bad_level_window, "escalation.windows.csr", ["'soon' is not a duration"]),
+], ids=["bad-window", "unknown-key", "not-a-mapping", "invalid-yaml", "undefined-channel",
+        "bad-level-window"])
 def test_malformed_policy_file(demo, db, env, tmp_path, edit, field, expected):
     path = broken_policy(tmp_path, edit)
     with nothing_changes(db):
         env("PROPFLOW_POLICY", str(path))
         for args in (["check"], ["cases", "list"], repair_open()):
             refused(args, field, str(path), *expected)
+
+
+def test_missing_policy_file(demo, db, env, tmp_path):
+    path = tmp_path / "nowhere.yaml"
+    with nothing_changes(db):
+        env("PROPFLOW_POLICY", str(path))
+        refused(["check"], "PROPFLOW_POLICY", str(path), "不存在", "expected the path")
 
 
 def test_fixed_policy_file_is_read_again(demo, env, tmp_path):
@@ -284,7 +299,7 @@ def test_fixed_policy_file_is_read_again(demo, env, tmp_path):
 def test_unreachable_database(env):
     env("PROPFLOW_DATABASE_URL", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     error = refused(["cases", "list"], "PROPFLOW_DATABASE_URL", "无法连接数据库",
-                    "127.0.0.1:1", "expected a reachable database")
+                    "127.0.0.1:1", "expected a reachable database URL")
     assert error["error"] == "database_unreachable"
     refused(repair_open(), "PROPFLOW_DATABASE_URL")
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 from datetime import time, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from propflow.errors import PropflowError
 from propflow.settings import get_settings
@@ -53,12 +61,8 @@ class Procedure(_Strict):
 
 class Escalation(_Strict):
     chain: list[str]
-    windows: dict[str, timedelta]
-
-    @field_validator("windows", mode="before")
-    @classmethod
-    def _windows(cls, v: Any) -> Any:
-        return {k: _duration(x) for k, x in v.items()} if isinstance(v, dict) else v
+    # Checked one by one so an error names its key: escalation.windows.csr
+    windows: dict[str, Annotated[timedelta, BeforeValidator(_duration)]]
 
 
 class BusinessHours(_Strict):
@@ -116,16 +120,39 @@ def _where(loc: tuple[Any, ...]) -> str:
     return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
 
 
+def _keys_at(loc: tuple[Any, ...]) -> list[str]:
+    """The keys the policy accepts beside the last part of loc (for an unknown key)."""
+    node: Any = Policy
+    for part in loc[:-1]:
+        if get_origin(node) in (Union, UnionType):
+            node = next(a for a in get_args(node) if a is not type(None))
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            if str(part) not in node.model_fields:
+                return []
+            node = node.model_fields[str(part)].annotation
+        elif get_origin(node) in (dict, list):
+            node = get_args(node)[-1]
+        else:
+            return []
+    return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
+
+
 def load_policy(path: Path | str) -> Policy:
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
-        raise PropflowError(f"策略文件 {path} 不存在", field="PROPFLOW_POLICY") from exc
+        raise PropflowError(f"策略文件 {path} 不存在；expected the path of a YAML policy "
+                            "file in PROPFLOW_POLICY", field="PROPFLOW_POLICY") from exc
     except yaml.YAMLError as exc:
-        raise PropflowError(f"策略文件 {path} 不是合法的 YAML：{exc}", field="policy") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PropflowError(f"策略文件 {path}：{where}不是合法的 YAML（{problem}）；"
+                            "expected valid YAML", field="policy") from exc
     if not isinstance(raw, dict):
-        raise PropflowError(f"策略文件 {path}：顶层应为映射 (mapping)", field="policy")
+        raise PropflowError(f"策略文件 {path}：顶层应为映射 (mapping)；expected a mapping "
+                            f"with keys {_keys_at(('',))}", field="policy")
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
@@ -133,9 +160,10 @@ def load_policy(path: Path | str) -> Policy:
         key = _where(err["loc"])
         got = err.get("input")
         got_text = "" if isinstance(got, dict) else f"（实际为 {got!r}）"
-        raise PropflowError(
-            f"策略文件 {path}：键 {key}：{err['msg']}{got_text}", field=key
-        ) from exc
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = f"未知的键 (unknown key)；expected one of {_keys_at(err['loc'])}"
+        raise PropflowError(f"策略文件 {path}：键 {key}：{msg}{got_text}", field=key) from exc
     _check_channels(path, policy)
     return policy
 
