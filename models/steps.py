@@ -112,6 +112,7 @@ class Lapse:
     case_id: int
     flow_run_id: str | None
     level: int | None  # None when the step expired instead of escalating
+    escalation_id: int | None = None
 
 
 def claim_lapses(session: Session, now: datetime, worker: str) -> list[Lapse]:
@@ -146,11 +147,14 @@ def claim_lapses(session: Session, now: datetime, worker: str) -> list[Lapse]:
             .execution_options(synchronize_session=False)).rowcount
         if not won:
             continue
-        session.add(Escalation(step_id=step.id, level=step.level + 1, to_role=role,
-                               lapsed_at=step.due_at, claimed_at=now, claimed_by=worker))
+        escalation = Escalation(step_id=step.id, level=step.level + 1, to_role=role,
+                                lapsed_at=step.due_at, claimed_at=now, claimed_by=worker)
+        session.add(escalation)
+        session.flush()
         audit(session, at=now, actor=worker, action="lapsed", case_id=step.case_id,
               step=step.key, level=step.level + 1, to_role=role)
-        claimed.append(Lapse(step.id, step.case_id, step.case.flow_run_id, step.level + 1))
+        claimed.append(Lapse(step.id, step.case_id, step.case.flow_run_id, step.level + 1,
+                             escalation.id))
     session.flush()
     return claimed
 

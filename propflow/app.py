@@ -34,19 +34,12 @@ def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
         person = directory.staff(session, staff_id, field="as")
         decision = steps.decide(session, step=step, person=person, values=values, now=now(),
                                 comment=comment, channel=channel)
-        decision_id, run_id = decision.id, step.case.flow_run_id
+        run_id = step.case.flow_run_id
         result = {"step": step.id, "case": step.case.number, "kind": step.kind,
                   "decided_by": person.id, "values": decision.values}
-    # Stored first, then delivered; a failed wake is retried by the SLA clock.
-    delivered = runs.wake(run_id)
-    if delivered:
-        with unit_of_work() as session:
-            from models.cases import Decision
-
-            row = session.get(Decision, decision_id)
-            if row is not None:
-                row.delivered_at = now()
-    result["delivered"] = delivered
+    # Stored first, then the run is woken; until the run has read the decision the SLA clock
+    # keeps waking it, so a failed wake here loses nothing.
+    result["delivered"] = runs.wake(run_id)
     return result
 
 

@@ -40,25 +40,24 @@ def tick(*, start_pending: bool = True) -> Pass:
     for lapse in lapses:
         if runs.wake(lapse.flow_run_id):
             result.woken += 1
-            _mark_delivered(lapse.step_id, lapse.level)
+            if lapse.level is not None:
+                _mark_woken(lapse.escalation_id)
     result.redelivered = redeliver()
     if start_pending:
         result.started = start_pending_runs()
     return result
 
 
-def _mark_delivered(step_id: int, level: int | None) -> None:
-    if level is None:
-        return
+def _mark_woken(escalation_id: int | None) -> None:
+    """The run was woken for it; redelivery is only for lapses that never reached a run."""
     with unit_of_work() as session:
-        row = session.scalars(select(Escalation).where(
-            Escalation.step_id == step_id, Escalation.level == level)).first()
+        row = session.get(Escalation, escalation_id)
         if row and row.delivered_at is None:
             row.delivered_at = now()
 
 
 def redeliver() -> int:
-    """Wake runs whose decision or escalation never reached them (Prefect was away)."""
+    """Wake runs that have not yet read a decision, or were never woken for a lapse."""
     with unit_of_work() as session:
         decisions = session.execute(
             select(Decision.id, Case.flow_run_id).join(Step, Decision.step_id == Step.id)
@@ -72,14 +71,12 @@ def redeliver() -> int:
                    Case.flow_run_id.is_not(None))
         ).all()
     done = 0
-    for model, rows in ((Decision, decisions), (Escalation, escalations)):
-        for row_id, run_id in rows:
-            if runs.wake(run_id):
-                with unit_of_work() as session:
-                    obj = session.get(model, row_id)
-                    if obj is not None:
-                        obj.delivered_at = now()
-                done += 1
+    for _, run_id in decisions:
+        done += runs.wake(run_id)
+    for escalation_id, run_id in escalations:
+        if runs.wake(run_id):
+            _mark_woken(escalation_id)
+            done += 1
     return done
 
 

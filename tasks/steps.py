@@ -27,9 +27,14 @@ def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | N
 
 @task(name="read-step", cache_policy=NO_CACHE)
 def read_step(step_id: int) -> dict[str, Any]:
-    """Where the step stands in the record, which the flow trusts over any resume input."""
+    """Where the step stands in the record, which the flow trusts over any resume input.
+
+    A decision read here has reached its run: the SLA clock stops redelivering it.
+    """
     with unit_of_work() as session:
         step = directory.step(session, step_id)
+        if step.decision and step.decision.delivered_at is None:
+            step.decision.delivered_at = now()
         pending = session.execute(select(Escalation.id, Escalation.level).where(
             Escalation.step_id == step_id, Escalation.handled_at.is_(None)
         ).order_by(Escalation.level))
