@@ -24,7 +24,10 @@ def open_repair(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
             # Created in the same transaction: a case never exists without its run unless
             # Prefect was away, and then the SLA clock starts it later.
             case.flow_run_id = runs.start("repair", case.id, case.number)
-        return case_summary(session, case)
+        summary = case_summary(session, case)
+        if start_run and not case.flow_run_id:
+            summary["note"] = "Prefect 暂不可达：工单已保存，propflow serve 将在其恢复后启动流程"
+        return summary
 
 
 def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],

@@ -174,7 +174,8 @@ def cases_show(number: str, as_json: bool = JSON) -> None:
         print(f"  {n['created_at']} [{n['channel']}/{n['status']}] → {n['to']}: {n['subject']}")
     print("\n时间线 timeline:")
     for t in data["timeline"]:
-        print(f"  {t['at']} {t['actor']} {t['action']} {json.dumps(t['detail'], ensure_ascii=False)}")
+        detail = json.dumps(t["detail"], ensure_ascii=False)
+        print(f"  {t['at']} {t['actor']} {t['action']} {detail}")
 
 
 @notes_app.command("list")

@@ -95,10 +95,10 @@ def test_lapses_climb_the_chain_and_show_in_the_run(demo, clock):
     run.clock.advance(__import__("datetime").timedelta(days=3))
     assert sla.tick(start_pending=False).lapsed == 0
     # Each escalation is an `escalate` task run of the case's own flow run.
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from uuid import UUID
 
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
     with get_client(sync_client=True) as client:  # 3.8.8 wants an explicit sort and limit
@@ -153,8 +153,9 @@ def test_decision_made_while_prefect_is_away_is_delivered_later(demo, clock, mon
 
 
 def test_decision_typed_into_the_prefect_ui_is_recorded_as_override(demo, clock):
-    from prefect.flow_runs import resume_flow_run
     from uuid import UUID
+
+    from prefect.flow_runs import resume_flow_run
 
     run = RepairRun(demo, clock)
     run.decide("accept#1", "technician")

@@ -103,7 +103,8 @@ class Policy(_Strict):
         rules = self.procedures[procedure].steps.get(step)
         if not rules:
             raise KeyError(f"policy has no window for {procedure}.steps.{step}")
-        return rules.get(priority or "default") or rules.get("default") or next(iter(rules.values()))
+        found = rules.get(priority or "default") or rules.get("default")
+        return found or next(iter(rules.values()))
 
     def chain(self, procedure: str, step: str, priority: str | None) -> list[str]:
         return (

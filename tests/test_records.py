@@ -1,0 +1,90 @@
+"""Records a user relies on: case numbers, the append-only audit trail, messages in both
+languages."""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from models.db import unit_of_work
+from models.outbox import AuditEvent, AuditIsAppendOnly
+from notifications.render import LANGS, TEMPLATES, render
+from propflow import app
+
+REPORT = dict(unit="1-1-101", category="public_area", priority="medium", reporter="业主张三",
+              phone="13800138000", description="楼道灯不亮")
+
+
+def test_case_numbers_are_per_day_gap_free_and_unique_under_concurrency(demo, clock):
+    first = app.open_repair(start_run=False, **REPORT)["number"]
+    assert first == "BX-20261124-0001"
+    numbers: list[str] = []
+
+    def open_one() -> None:
+        numbers.append(app.open_repair(start_run=False, **REPORT)["number"])
+
+    threads = [threading.Thread(target=open_one) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(numbers) == [f"BX-20261124-{i:04d}" for i in range(2, 10)]
+    clock.advance(timedelta(days=1))
+    assert app.open_repair(start_run=False, **REPORT)["number"] == "BX-20261125-0001"
+
+
+def test_audit_trail_refuses_changes(demo, clock):
+    app.open_repair(start_run=False, **REPORT)
+    with pytest.raises(AuditIsAppendOnly):
+        with unit_of_work() as session:
+            row = session.scalars(select(AuditEvent)).first()
+            row.action = "tampered"
+    with pytest.raises(AuditIsAppendOnly):
+        with unit_of_work() as session:
+            session.delete(session.scalars(select(AuditEvent)).first())
+    with unit_of_work() as session:
+        assert session.scalars(select(AuditEvent.action)).first() == "case_opened"
+
+
+def test_safety_words_raise_priority_and_warranty_makes_repairs_free(demo, clock):
+    leak = app.open_repair(start_run=False, **REPORT | {"description": "厨房漏水", "category":
+                                                          "in_unit"})
+    assert leak["priority"] == "high" and leak["paid"] is True
+    # Building 3 is still under the developer's warranty.
+    free = app.open_repair(start_run=False, **REPORT | {"unit": "3-1-101", "category": "in_unit"})
+    assert free["paid"] is False
+
+
+CONTEXT = dict(
+    number="BX-20261124-0001", procedure_label="报修", unit="1-2-301", summary="楼道灯不亮",
+    reporter="张三", category_label="公共区域", priority_label="中", paid=True, step_id=7,
+    step_label="接单", due="2026-11-24 09:30", calendar_label="工作时间", percent=80,
+    next_role_label="客服主管", role_label="客服主管", level=1, lapsed="2026-11-24 09:30",
+    assignee="吴刚", technician="吴刚", eta="10:00", diagnosis="灯管坏", charge="50",
+    outcome_label="已完成",
+)
+
+
+@pytest.mark.parametrize("path", sorted(TEMPLATES.glob("*/*.zh-CN.j2")), ids=lambda p: p.stem)
+def test_every_message_renders_in_both_languages(path: Path):
+    event = path.name.split(".")[0]
+    for lang in LANGS:
+        msg = render(path.parent.name, event, lang, **CONTEXT)
+        assert msg.subject and msg.body
+        assert "BX-20261124-0001" in msg.subject + msg.body
+    # With every value in ASCII, the English template itself must carry no Chinese.
+    ascii_ctx = {k: "x" if isinstance(v, str) else v for k, v in CONTEXT.items()}
+    english = render(path.parent.name, event, "en", **ascii_ctx)
+    text = english.subject + english.body
+    assert not any("\u4e00" <= ch <= "\u9fff" for ch in text), text
+
+
+def test_policy_in_english_sends_english_messages(demo, clock, policy_with):
+    policy_with(lang="en")
+    case = app.open_repair(start_run=False, **REPORT)
+    subjects = [n["subject"] for n in app.list_notifications(case["number"])]
+    assert subjects == [f"Your repair request is registered: {case['number']}"]
