@@ -15,10 +15,11 @@ from models.db import unit_of_work
 from propflow import app, sla
 from propflow.clock import ManualClock
 
-WAIT = 60.0  # seconds a test waits for Prefect to reach a state before failing
+WAIT = 90.0  # seconds a test waits for Prefect to reach a state before failing
 
 
-def _until(what: str, probe: Any, timeout: float = WAIT) -> Any:
+def until(what: str, probe: Any, timeout: float = WAIT) -> Any:
+    """Poll for a state another process or thread reaches; time here is not a window."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = probe()
@@ -59,7 +60,7 @@ class RepairRun:
         def probe() -> str | None:
             with unit_of_work() as session:
                 return session.get(Case, self.case_id).flow_run_id
-        return _until("the run to be linked", probe)
+        return until("the run to be linked", probe)
 
     def paused(self) -> bool:
         from prefect.client.orchestration import get_client
@@ -80,7 +81,7 @@ class RepairRun:
                     return None
                 row = app.step_row(step)
             return row if self.paused() else None
-        return _until(f"step {key}", probe)
+        return until(f"step {key}", probe)
 
     def decide(self, key: str, by: str | int, comment: str = "", **values: Any) -> dict:
         step = self.step(key)
@@ -108,7 +109,7 @@ class RepairRun:
                     for e in rows]
 
     def handled(self, key: str, level: int) -> None:
-        _until(f"escalation {key} L{level} handled by the run", lambda: any(
+        until(f"escalation {key} L{level} handled by the run", lambda: any(
             e["level"] == level and e["handled"] for e in self.escalations(key)))
 
     def finish(self, timeout: float = WAIT) -> Any:

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from uuid import UUID
 
@@ -17,19 +16,10 @@ from models.cases import Case, Step
 from models.db import unit_of_work
 from propflow import app
 from propflow.clock import set_clock
+from tests.flowkit import until
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
-
-
-def _until(what, probe, timeout=90.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = probe()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Service:
@@ -50,7 +40,7 @@ class Service:
                 except Exception:
                     return False
             return "polling for scheduled runs" in self.log.read_text()
-        _until("the service to serve its deployments", served)
+        until("the service to serve its deployments", served, timeout=90)
 
     def children(self) -> list[str]:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
@@ -98,9 +88,9 @@ def test_waiting_case_holds_no_process_and_survives_a_restart(service, demo):
                            reporter="业主张三", phone="13800138000", description="楼道灯不亮")
     run_id = case["flow_run_id"]
     assert run_id, "the case's run was created with the case"
-    step_id = _until("accept#1", lambda: _waiting(case["number"], "accept#1"))
-    _until("the run to suspend", lambda: _state(run_id) == "Suspended")
-    _until("the run's process to exit", lambda: service.children() == [])
+    step_id = until("accept#1", lambda: _waiting(case["number"], "accept#1"))
+    until("the run to suspend", lambda: _state(run_id) == "Suspended")
+    until("the run's process to exit", lambda: service.children() == [])
 
     service.stop()
     service.start()
@@ -108,15 +98,15 @@ def test_waiting_case_holds_no_process_and_survives_a_restart(service, demo):
 
     technician = demo["by_role"]["technician"]
     app.decide(step_id, technician, {"note": "重启后接单"})
-    step_id = _until("complete#1 after the restart",
+    step_id = until("complete#1 after the restart",
                      lambda: _waiting(case["number"], "complete#1"))
     app.decide(step_id, technician, {"diagnosis": "灯管坏"})
-    step_id = _until("owner_acceptance#1", lambda: _waiting(case["number"], "owner_acceptance#1"))
+    step_id = until("owner_acceptance#1", lambda: _waiting(case["number"], "owner_acceptance#1"))
     app.decide(step_id, demo["by_role"]["csr"], {"accepted": "true"})
-    step_id = _until("callback#1", lambda: _waiting(case["number"], "callback#1"))
+    step_id = until("callback#1", lambda: _waiting(case["number"], "callback#1"))
     app.decide(step_id, demo["by_role"]["csr"], {"rating": "5"})
-    _until("the case to close", lambda: app.show_case(case["number"])["status"] == "closed")
-    _until("the run to complete", lambda: _state(run_id) == "Completed")
+    until("the case to close", lambda: app.show_case(case["number"])["status"] == "closed")
+    until("the run to complete", lambda: _state(run_id) == "Completed")
 
 
 def test_lapse_while_suspended_escalates_inside_the_case_run(service, demo):
@@ -125,12 +115,12 @@ def test_lapse_while_suspended_escalates_inside_the_case_run(service, demo):
     service.start()
     case = app.open_repair(unit="1-1-101", category="public_area", priority="high",
                            reporter="业主张三", phone="13800138000", description="楼道漏水")
-    _until("accept#1", lambda: _waiting(case["number"], "accept#1"))
-    _until("the run to suspend", lambda: _state(case["flow_run_id"]) == "Suspended")
+    until("accept#1", lambda: _waiting(case["number"], "accept#1"))
+    until("the run to suspend", lambda: _state(case["flow_run_id"]) == "Suspended")
     clock.advance("11m")  # high priority: accept within 10 minutes, around the clock
     # The service's own SLA clock notices, and the run escalates.
-    _until("the escalation", lambda: any(
+    until("the escalation", lambda: any(
         n["event"] == "escalated" for n in app.list_notifications(case["number"])))
     shown = app.show_case(case["number"])
     assert shown["steps"][0]["escalations"][0]["to_role"] == "cs_supervisor"
-    _until("the run to suspend again", lambda: _state(case["flow_run_id"]) == "Suspended")
+    until("the run to suspend again", lambda: _state(case["flow_run_id"]) == "Suspended")

@@ -1,0 +1,88 @@
+"""How long a decision takes to move its case on: from `app.decide(accept#1)` returning to
+`complete#1` being written as waiting.
+
+Served (`propflow serve`): the run is suspended, so a decision means resume -> the runner's
+next poll -> a new process -> the flow body replays -> the next step. In-process (a flow in a
+thread, `pause_flow_run`): the paused run notices the resume at its next poll and goes on.
+
+    .venv/bin/python bench/decision_latency.py [--cases 20] [--poll 2] [--pause-poll 2.0]
+                                               [--pg] [--no-inprocess]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import time
+
+from common import Bench, flow_run_states, stats, step_status, until, waiting
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--cases", type=int, default=20)
+parser.add_argument("--poll", type=float, default=2.0, help="PREFECT_RUNNER_POLL_FREQUENCY")
+parser.add_argument("--pause-poll", type=float, default=2.0, help="PROPFLOW_PAUSE_POLL_SECONDS")
+parser.add_argument("--pg", action="store_true")
+parser.add_argument("--no-inprocess", action="store_true")
+args = parser.parse_args()
+
+CASE = dict(category="public_area", priority="medium", reporter="业主张三",
+            phone="13800138000", description="楼道灯不亮")
+
+
+def latency(number: str) -> float:
+    """Decide accept#1 as its assignee; seconds until complete#1 is waiting (DB every 20 ms)."""
+    from propflow import app
+
+    step_id, _, assignee = step_status(number, "accept#1")  # type: ignore[misc]
+    app.decide(step_id, assignee, {"note": "bench"})
+    t0 = time.monotonic()
+    until(f"complete#1 of {number}", lambda: waiting(number, "complete#1"), timeout=120,
+          every=0.02)
+    return time.monotonic() - t0
+
+
+with Bench("decision", args.pg) as bench:
+    os.environ["PROPFLOW_PAUSE_POLL_SECONDS"] = str(args.pause_poll)
+    bench.prefect_server()
+    demo = bench.prepare()
+    from propflow import app
+
+    # --- served: open every case, let all suspend on accept#1, then decide one at a time.
+    serve = bench.serve(args.poll)
+    cases = [app.open_repair(unit=demo["units"][i % len(demo["units"])], **CASE)
+             for i in range(args.cases)]
+    runs = {c["flow_run_id"] for c in cases}
+    until("every accept#1 waiting and every run Suspended", lambda: all(
+        waiting(c["number"], "accept#1") for c in cases) and set(
+        flow_run_states(runs).values()) == {"Suspended"}, timeout=600, every=1)
+    served = []
+    for i, case in enumerate(cases, 1):
+        served.append(latency(case["number"]))
+        if i % 5 == 0 or i == len(cases):
+            print(f"  served: {i}/{len(cases)} decided, last {served[-1]:.2f}s", flush=True)
+        # Let the run suspend again before the next decision, so each is measured alone.
+        until("the run to suspend", lambda: flow_run_states({case["flow_run_id"]})
+              [case["flow_run_id"]] == "Suspended", timeout=120, every=0.2)
+    print(f"served (suspend/replay), PREFECT_RUNNER_POLL_FREQUENCY={args.poll}s: "
+          f"{stats(served)}")
+    os.killpg(serve.pid, signal.SIGKILL)  # in-process runs below need no service
+    serve.wait(10)
+
+    if args.no_inprocess:
+        print("in-process: skipped (--no-inprocess)")
+    else:
+        # --- in-process: tests/flowkit.RepairRun runs the flow in a thread; it pauses in place.
+        from tests.flowkit import RepairRun
+
+        paused_runs, inproc = [], []
+        for i in range(args.cases):
+            run = RepairRun(demo, None, unit=demo["units"][i % len(demo["units"])])  # type: ignore[arg-type]
+            run.step("accept#1")  # the step is waiting and the run is Paused
+            inproc.append(latency(run.number))
+            paused_runs.append(run)  # left paused on complete#1; daemon threads end with us
+            if (i + 1) % 5 == 0 or i + 1 == args.cases:
+                print(f"  in-process: {i + 1}/{args.cases} decided, last {inproc[-1]:.2f}s",
+                      flush=True)
+        print(f"in-process (pause_flow_run), PROPFLOW_PAUSE_POLL_SECONDS={args.pause_poll}s: "
+              f"{stats(inproc)}")
