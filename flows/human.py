@@ -8,7 +8,7 @@ input, says what happened: a wake-up may mean a decision, a lapse to escalate, o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from prefect import pause_flow_run, suspend_flow_run
 from prefect.context import FlowRunContext
@@ -21,7 +21,7 @@ from models.forms import FORMS
 from models.notices import local
 from notifications import labels
 from propflow.settings import get_settings
-from tasks.steps import escalate, open_step, read_step, record_ui_decision
+from tasks.steps import escalate, open_step, read_steps, record_ui_decision
 
 # A paused run gives up after this; windows are enforced by our SLA clock, not by Prefect.
 PAUSE_TIMEOUT = 365 * 24 * 3600
@@ -30,6 +30,8 @@ PAUSE_TIMEOUT = 365 * 24 * 3600
 def _ui_form(kind: str) -> type[RunInput]:
     """The step's form for the Prefect UI: every field optional, so our own wake-up fits."""
     fields: dict[str, Any] = {
+        # Several steps may wait at once (a fan-out): the form says which one it decides.
+        "step_id": (int | None, Field(None, description="步骤编号 / step id")),
         "as_staff": (int | None, Field(None, description="您的员工编号 / your staff id")),
         "comment": (str | None, Field(None, description="说明 / comment")),
     }
@@ -40,6 +42,7 @@ def _ui_form(kind: str) -> type[RunInput]:
 
 
 UI_FORMS = {kind: _ui_form(kind) for kind in FORMS}
+SETTLED = ("decided", "lapsed", "cancelled")
 
 
 def _summary(step_id: int) -> str:
@@ -59,7 +62,7 @@ def _summary(step_id: int) -> str:
 
 
 def _wait(step_id: int, kind: str, key: str) -> dict[str, Any]:
-    form = UI_FORMS[kind].with_initial_data(description=_summary(step_id))
+    form = UI_FORMS[kind].with_initial_data(description=_summary(step_id), step_id=step_id)
     context = FlowRunContext.get()
     if context and context.flow_run and context.flow_run.deployment_id:
         answer = suspend_flow_run(wait_for_input=form, timeout=None, key=key)
@@ -69,22 +72,42 @@ def _wait(step_id: int, kind: str, key: str) -> dict[str, Any]:
     return answer.model_dump() if answer is not None else {}
 
 
-def ask(case_id: int, key: str, kind: str, role: str,
-        assignee_id: int | None = None) -> dict[str, Any]:
-    """Returns {"values", "decided_by", "lapsed"} once the step is decided or has expired."""
-    step_id = open_step(case_id, key, kind, role, assignee_id)
+def _outcome(state: dict[str, Any]) -> dict[str, Any]:
+    return {"values": state["values"], "decided_by": state["decided_by"],
+            "lapsed": state["status"] == "lapsed", "status": state["status"]}
+
+
+def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[int, dict[str, Any]]:
+    """Wait until all (or any) of the steps are settled, escalating lapses meanwhile.
+
+    Returns the outcome of each settled step: {"values", "decided_by", "lapsed", "status"}.
+    """
     wakes = 0
     while True:
-        state = read_step(step_id)
-        for escalation_id, level in state["pending_escalations"]:
-            escalate(escalation_id, level=level)
-        if state["status"] == "decided":
-            return {"values": state["values"], "decided_by": state["decided_by"],
-                    "lapsed": False}
-        if state["status"] == "lapsed":
-            return {"values": {}, "decided_by": None, "lapsed": True}
+        states = read_steps(step_ids)
+        for state in states.values():
+            for escalation_id, level in state["pending_escalations"]:
+                escalate(escalation_id, level=level)
+        done = {sid: _outcome(st) for sid, st in states.items() if st["status"] in SETTLED}
+        if done and (need == "any" or len(done) == len(step_ids)):
+            return done
+        waiting = [sid for sid in step_ids if sid not in done]
         wakes += 1  # stable across replays: the same wait gets the same key
-        answer = _wait(step_id, kind, key=f"step-{step_id}-{wakes}")
+        answer = _wait(waiting[0], states[waiting[0]]["kind"],
+                       key=f"steps-{step_ids[0]}-{step_ids[-1]}-{wakes}")
         if answer.get("signal", "ui") == "ui":
-            record_ui_decision(step_id, answer)
+            record_ui_decision(answer.get("step_id") or waiting[0], answer)
 
+
+def ask(case_id: int, key: str, kind: str, role: str,
+        assignee_id: int | None = None) -> dict[str, Any]:
+    """One step: returns its outcome once decided or expired."""
+    step_id = open_step(case_id, key, kind, role, assignee_id)
+    return wait_for([step_id])[step_id]
+
+
+def ask_all(case_id: int, asks: list[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
+    """Several steps at once (a fan-out), answered in any order: outcomes by step key."""
+    ids = {key: open_step(case_id, key, kind, role, None) for key, kind, role in asks}
+    outcomes = wait_for(list(ids.values()), need="all")
+    return {key: outcomes[step_id] for key, step_id in ids.items()}

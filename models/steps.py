@@ -209,6 +209,16 @@ def record_escalation(session: Session, escalation: Escalation, now: datetime) -
     return [r.name for r in to]
 
 
+def cancel(session: Session, step: Step, reason: str, now: datetime) -> None:
+    taken = session.execute(
+        update(Step).where(Step.id == step.id, Step.status == "waiting")
+        .values(status="cancelled", decided_at=now).execution_options(synchronize_session=False)
+    ).rowcount
+    if taken:
+        audit(session, at=now, actor="flow", action="step_cancelled", case_id=step.case_id,
+              step=step.key, reason=reason)
+
+
 def require_text(value: str, field: str, expected: str) -> str:
     if not value or not value.strip():
         raise PropflowError(f"{field}：不能为空；expected {expected}", field=field)

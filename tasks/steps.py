@@ -25,26 +25,38 @@ def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | N
                                assignee_id=assignee_id, now=now()).id
 
 
-@task(name="read-step", cache_policy=NO_CACHE)
-def read_step(step_id: int) -> dict[str, Any]:
-    """Where the step stands in the record, which the flow trusts over any resume input.
+@task(name="read-steps", cache_policy=NO_CACHE)
+def read_steps(step_ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Where the steps stand in the record, which the flow trusts over any resume input.
 
     A decision read here has reached its run: the SLA clock stops redelivering it.
     """
+    out: dict[int, dict[str, Any]] = {}
     with unit_of_work() as session:
-        step = directory.step(session, step_id)
-        if step.decision and step.decision.delivered_at is None:
-            step.decision.delivered_at = now()
-        pending = session.execute(select(Escalation.id, Escalation.level).where(
-            Escalation.step_id == step_id, Escalation.handled_at.is_(None)
-        ).order_by(Escalation.level))
-        decision = step.decision
-        return {
-            "status": step.status,
-            "values": decision.values if decision else None,
-            "decided_by": decision.decided_by if decision else None,
-            "pending_escalations": [list(row) for row in pending],
-        }
+        for step_id in step_ids:
+            step = directory.step(session, step_id)
+            decision = step.decision
+            if decision and decision.delivered_at is None:
+                decision.delivered_at = now()
+            pending = session.execute(select(Escalation.id, Escalation.level).where(
+                Escalation.step_id == step_id, Escalation.handled_at.is_(None)
+            ).order_by(Escalation.level))
+            out[step_id] = {
+                "kind": step.kind,
+                "status": step.status,
+                "values": decision.values if decision else {},
+                "decided_by": decision.decided_by if decision else None,
+                "pending_escalations": [list(row) for row in pending],
+            }
+    return out
+
+
+@task(name="cancel-steps", cache_policy=NO_CACHE)
+def cancel_steps(step_ids: list[int], reason: str) -> None:
+    """Steps no longer needed (an incident resolved while an update was due)."""
+    with unit_of_work() as session:
+        for step_id in step_ids:
+            steps.cancel(session, directory.step(session, step_id), reason, now())
 
 
 @task(name="escalate", cache_policy=NO_CACHE, task_run_name="escalate level {level}")
@@ -59,12 +71,14 @@ def escalate(escalation_id: int, level: int) -> list[str]:
     return told
 
 
+UI_ONLY = ("signal", "as_staff", "comment", "metadata", "step_id")
+
+
 @task(name="record-ui-decision", cache_policy=NO_CACHE)
 def record_ui_decision(step_id: int, answer: dict[str, Any]) -> bool:
     """A decision typed into the Prefect UI form: stored as an override with its channel."""
     logger = get_run_logger()
-    values = {k: v for k, v in answer.items()
-              if k not in ("signal", "as_staff", "comment", "metadata") and v is not None}
+    values = {k: v for k, v in answer.items() if k not in UI_ONLY and v is not None}
     try:
         with unit_of_work() as session:
             step = directory.step(session, step_id)
