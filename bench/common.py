@@ -49,7 +49,9 @@ class Bench:
         self.pg_name = f"propflow_bench_{uuid.uuid4().hex[:8]}" if pg else None
         self.procs: list[subprocess.Popen] = []
         os.environ.update(PROPFLOW_HOME=str(self.tmp), PREFECT_HOME=str(self.tmp / "prefect"),
-                          PREFECT_SERVER_ANALYTICS_ENABLED="false", PROPFLOW_MODE=mode)
+                          PREFECT_SERVER_ANALYTICS_ENABLED="false", PROPFLOW_MODE=mode,
+                          # Quiet flow runs started in this process; `serve` gets INFO back.
+                          PREFECT_LOGGING_LEVEL="WARNING")
         if self.pg_name:
             import psycopg
 
@@ -125,7 +127,7 @@ class Bench:
 
         log = self.tmp / "serve.log"
         proc = self.spawn([PY, "-m", "propflow.cli", "serve"], "serve.log",
-                          PREFECT_RUNNER_POLL_FREQUENCY=str(poll))
+                          PREFECT_RUNNER_POLL_FREQUENCY=str(poll), PREFECT_LOGGING_LEVEL="INFO")
 
         def served() -> bool:
             if proc.poll() is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sys
 import time
 
 from common import Bench, flow_run_states, stats, step_status, until, waiting
@@ -86,3 +87,8 @@ with Bench("decision", args.pg) as bench:
                       flush=True)
         print(f"in-process (pause_flow_run), PROPFLOW_PAUSE_POLL_SECONDS={args.pause_poll}s: "
               f"{stats(inproc)}")
+
+# The in-process runs are still paused in daemon threads; a normal interpreter exit would
+# have them (and Prefect's log/event workers) talk to the server we have just stopped.
+sys.stdout.flush()
+os._exit(0)

@@ -38,7 +38,8 @@ def _ui_form(kind: str) -> type[RunInput]:
     for name, info in FORMS[kind].model_fields.items():
         fields[name] = (info.annotation | None, Field(None, description=info.description))
     fields["signal"] = (str, Field("ui", description="保持 ui / leave as ui"))
-    return create_model(f"{kind.title().replace('_', '')}Input", __base__=RunInput, **fields)
+    name = kind.replace(".", "_").title().replace("_", "")
+    return create_model(f"{name}Input", __base__=RunInput, **fields)
 
 
 UI_FORMS = {kind: _ui_form(kind) for kind in FORMS}
@@ -93,7 +94,7 @@ def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[i
             return done
         waiting = [sid for sid in step_ids if sid not in done]
         wakes += 1  # stable across replays: the same wait gets the same key
-        answer = _wait(waiting[0], states[waiting[0]]["kind"],
+        answer = _wait(waiting[0], states[waiting[0]]["form"],
                        key=f"steps-{step_ids[0]}-{step_ids[-1]}-{wakes}")
         if answer.get("signal", "ui") == "ui":
             record_ui_decision(answer.get("step_id") or waiting[0], answer)

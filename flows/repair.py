@@ -5,7 +5,8 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.human import ask
-from tasks.repair import assign, auto_dispatch, close_case, intake, tell_owner
+from tasks.cases import close_case, intake, tell_reporter
+from tasks.repair import assign, auto_dispatch
 
 
 @flow(name="repair", flow_run_name="{number}", persist_result=True, log_prints=True)
@@ -28,7 +29,7 @@ def repair(case_id: int, number: str) -> str:
         if accepted["values"].get("reassign_to") is None:
             break
         technician = accepted["values"]["reassign_to"]
-    tell_owner(case_id, "accepted", key="accepted", technician=technician_name,
+    tell_reporter(case_id, "accepted", key="accepted", technician=technician_name,
                eta=accepted["values"].get("eta") or "")
 
     # A paid repair starts only once the owner accepts the quote.
@@ -43,12 +44,12 @@ def repair(case_id: int, number: str) -> str:
     while True:
         round_ += 1
         done = ask(case_id, f"complete#{round_}", "complete", "technician", technician)
-        tell_owner(case_id, "completed", key=f"completed#{round_}", **{
+        tell_reporter(case_id, "completed", key=f"completed#{round_}", **{
             k: str(done["values"].get(k) or "") for k in ("diagnosis", "charge")})
         verdict = ask(case_id, f"owner_acceptance#{round_}", "owner_acceptance", "owner")
         if verdict["values"]["accepted"]:
             break
-        tell_owner(case_id, "reinspection", key=f"reinspection#{round_}")
+        tell_reporter(case_id, "reinspection", key=f"reinspection#{round_}")
         finding = ask(case_id, f"reinspection#{round_}", "reinspection", "tech_supervisor")
         if not finding["values"]["redo"]:
             break

@@ -114,3 +114,15 @@ class SimClock(Base):
     __tablename__ = "sim_clock"
     id: Mapped[int] = mapped_column(primary_key=True)
     now: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CaseLink(Base):
+    """A complaint about a repair, or a case opened from another: both timelines show it."""
+
+    __tablename__ = "case_links"
+    __table_args__ = (UniqueConstraint("from_case_id", "to_case_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    from_case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    to_case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    relation: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

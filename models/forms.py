@@ -65,6 +65,60 @@ class CallbackForm(Form):
         return self
 
 
+class NoteForm(Form):
+    note: str = Field("", description="备注")
+
+
+class InvestigateForm(Form):
+    findings: str = Field(min_length=1, description="调查结果")
+    proposed_resolution: str = Field(min_length=1, description="处理方案")
+    compensation: Decimal = Field(Decimal("0"), ge=0, description="补偿金额（元）")
+    exception: bool = Field(False, description="是否需要特殊处理（例外）")
+
+
+class ApprovalForm(Form):
+    approved: bool = Field(description="是否批准")
+    reason: str = ""
+
+    @model_validator(mode="after")
+    def _reason_when_refused(self) -> ApprovalForm:
+        if not self.approved and not self.reason:
+            raise ValueError("reason: 不批准时必须填写原因 (required when approved=false)")
+        return self
+
+
+class ResultForm(Form):
+    result: str = Field(min_length=1, description="处理结果")
+
+
+class FeedbackForm(OwnerAcceptanceForm):
+    """The first responder records whether the complainant accepts the result."""
+
+
+class UpdateForm(Form):
+    message: str = Field(min_length=1, description="向住户通报的进展")
+
+
+class ResolveForm(Form):
+    summary: str = Field(min_length=1, description="处理经过")
+    cause: str = Field(min_length=1, description="原因")
+    losses: str = Field("", description="损失情况")
+
+
+class ReportForm(Form):
+    report: str = Field(min_length=1, description="突发事件处理记录表")
+
+
+class ReviewForm(Form):
+    training_case: bool = Field(description="是否列为培训案例")
+    note: str = ""
+
+
+class ReceiveForm(Form):
+    media_present: bool = Field(description="现场是否有媒体")
+    note: str = ""
+
+
 FORMS: dict[str, type[Form]] = {
     "dispatch": DispatchForm,
     "accept": AcceptForm,
@@ -74,12 +128,30 @@ FORMS: dict[str, type[Form]] = {
     "reinspection": ReinspectionForm,
     "callback": CallbackForm,
     "phone_callback": CallbackForm,
+    "acknowledge": NoteForm,
+    "investigate": InvestigateForm,
+    "approve_resolution": ApprovalForm,
+    "complaint.resolve": ResultForm,  # a complaint's "resolve" asks for its result only
+    "feedback": FeedbackForm,
+    "activate": NoteForm,
+    "update": UpdateForm,
+    "resolve": ResolveForm,
+    "incident_report": ReportForm,
+    "training_review": ReviewForm,
+    "receive": ReceiveForm,
+    "handle": ResultForm,
 }
 
 
-def validate_form(kind: str, values: dict[str, Any]) -> dict[str, Any]:
+def form_key(procedure: str, kind: str) -> str:
+    own = f"{procedure}.{kind}"
+    return own if own in FORMS else kind
+
+
+def validate_form(key: str, values: dict[str, Any]) -> dict[str, Any]:
     """Checked values as JSON-ready data, or an error naming the field."""
-    form = FORMS[kind]
+    form = FORMS[key]
+    kind = key.rsplit(".", 1)[-1]
     try:
         return form.model_validate(values).model_dump(mode="json")
     except ValidationError as exc:

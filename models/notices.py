@@ -45,7 +45,27 @@ def case_context(session: Session, case: Case, lang: str) -> dict[str, Any]:
         "category_label": category.label if category else (case.category or ""),
         "priority_label": labels.label(labels.PRIORITIES, case.priority, lang),
         "paid": case.paid,
+        "first_responder": _first_responder_name(session, case),
     }
+
+
+def _first_responder_name(session: Session, case: Case) -> str:
+    person = first_responder(session, case)
+    return person.name if person else ""
+
+
+def first_responder(session: Session, case: Case) -> Staff | None:
+    """首问责任人: whoever received the case owns it to the end."""
+    staff_id = (case.data or {}).get("first_responder")
+    return session.get(Staff, staff_id) if staff_id else None
+
+
+def with_first_responder(session: Session, case: Case, to: list[Recipient]) -> list[Recipient]:
+    """The first responder is copied on everything that goes wrong with their case."""
+    person = first_responder(session, case)
+    if person and all(r.key != f"staff:{person.id}" for r in to):
+        return [*to, staff_recipient(person)]
+    return to
 
 
 def step_context(session: Session, step: Step, lang: str) -> dict[str, Any]:

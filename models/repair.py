@@ -88,15 +88,3 @@ def choose_technician(session: Session, case: Case) -> int | None:
     if not fits:
         return None
     return min(fits, key=lambda p: (directory.open_load(session, p.id), p.id)).id
-
-
-def close(session: Session, case: Case, outcome: str, now: datetime) -> None:
-    if case.status == "closed":
-        return
-    case.status, case.outcome, case.closed_at = "closed", outcome, now
-    audit(session, at=now, actor="flow", action="case_closed", case_id=case.id, outcome=outcome)
-    from notifications import labels
-
-    notices.tell(session, case=case, event="closed", to=[notices.owner_recipient(case)],
-                 key=f"case:{case.id}:closed", now=now,
-                 outcome_label=labels.label(labels.OUTCOMES, outcome, get_policy().lang))

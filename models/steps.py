@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from models import notices
 from models.cases import Case, Decision, Escalation, Step
 from models.directory import roles_of
-from models.forms import validate_form
+from models.forms import form_key, validate_form
 from models.org import Staff
 from models.outbox import audit
 from notifications import labels
@@ -34,11 +34,18 @@ def open_step(
     policy = get_policy()
     rule = policy.rule(case.procedure, kind, case.priority)
     calendar = policy.business_calendar()
-    due = calendar.add(now, rule.window, rule.calendar)
-    warn = calendar.add(now, rule.window * policy.warning_threshold, rule.calendar)
+    if rule.workdays:  # "within 2 working days": to the end of the second working day
+        due = calendar.add_workdays(now, rule.workdays)
+        warn = now + (due - now) * policy.warning_threshold
+        window = due - now
+    else:
+        assert rule.window is not None
+        window = rule.window
+        due = calendar.add(now, window, rule.calendar)
+        warn = calendar.add(now, window * policy.warning_threshold, rule.calendar)
     step = Step(
         case_id=case.id, key=key, kind=kind, role=role, assignee_id=assignee_id,
-        calendar=rule.calendar, window_seconds=int(rule.window.total_seconds()),
+        calendar=rule.calendar, window_seconds=int(window.total_seconds()),
         on_lapse=rule.on_lapse, opened_at=now, due_at=due, warn_at=warn, level=0,
         context=context or {},
     )
@@ -81,7 +88,7 @@ def decide(
         raise Forbidden(
             f"as：员工 {person.id}（{person.name}）无权处理步骤 {step.id}（{step.kind}）；"
             f"expected {who}a role among {allowed}", field="as")
-    checked = validate_form(step.kind, values)
+    checked = validate_form(form_key(step.case.procedure, step.kind), values)
     if checked.get("reassign_to") is not None and step.assignee_id == person.id:
         raise Forbidden("reassign_to：只有主管可以改派；expected a supervisor's decision",
                         field="reassign_to")
@@ -138,7 +145,8 @@ def claim_lapses(session: Session, now: datetime, worker: str) -> list[Lapse]:
         if step.level >= len(chain):
             continue  # the top of the chain already has it; the breach stays recorded
         role = chain[step.level]
-        new_due = calendar.add(step.due_at, policy.level_window(role), step.calendar)
+        new_due = calendar.add(step.due_at, policy.level_window(role, step.case.procedure),
+                               step.calendar)
         won = session.execute(
             update(Step).where(Step.id == step.id, Step.level == step.level,
                                Step.status == "waiting")
@@ -175,9 +183,10 @@ def claim_warnings(session: Session, now: datetime, worker: str) -> int:
         ctx = notices.step_context(session, step, lang)
         ctx.update(percent=int(get_policy().warning_threshold * 100),
                    next_role_label=labels.role(chain[0] if chain else None, lang))
+        to = notices.step_recipients(session, step)
         notices.tell(session, case=step.case, event="warning",
-                     to=notices.step_recipients(session, step), key=f"step:{step.id}:warning",
-                     now=now, **ctx)
+                     to=notices.with_first_responder(session, step.case, to),
+                     key=f"step:{step.id}:warning", now=now, **ctx)
         audit(session, at=now, actor=worker, action="warned", case_id=step.case_id,
               step=step.key)
         count += 1
@@ -189,7 +198,8 @@ def record_escalation(session: Session, escalation: Escalation, now: datetime) -
     step = escalation.step
     lang = get_policy().lang
     chain = chain_of(step)
-    to = notices.role_recipients(session, step.case, escalation.to_role or "")
+    to = notices.with_first_responder(
+        session, step.case, notices.role_recipients(session, step.case, escalation.to_role or ""))
     assignee = session.get(Staff, step.assignee_id) if step.assignee_id else None
     ctx = notices.step_context(session, step, lang)
     nxt = chain[escalation.level] if escalation.level < len(chain) else None

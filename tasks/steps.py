@@ -11,6 +11,7 @@ from sqlalchemy import select
 from models import directory, steps
 from models.cases import Case, Escalation
 from models.db import unit_of_work
+from models.forms import form_key
 from models.outbox import audit
 from propflow.clock import now
 from propflow.errors import PropflowError
@@ -42,7 +43,7 @@ def read_steps(step_ids: list[int]) -> dict[int, dict[str, Any]]:
                 Escalation.step_id == step_id, Escalation.handled_at.is_(None)
             ).order_by(Escalation.level))
             out[step_id] = {
-                "kind": step.kind,
+                "form": form_key(step.case.procedure, step.kind),
                 "status": step.status,
                 "values": decision.values if decision else {},
                 "decided_by": decision.decided_by if decision else None,

@@ -15,7 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
-    field_validator,
+    model_validator,
 )
 
 from propflow.errors import PropflowError
@@ -35,27 +35,55 @@ def _duration(value: Any) -> timedelta:
     return parse_window(str(value))
 
 
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
 class WindowRule(_Strict):
-    window: timedelta
+    """A response window: a duration on a calendar, or a count of working days."""
+
+    window: Duration | None = None
+    workdays: int | None = Field(None, ge=1)
     calendar: CalendarKind = "business"
     on_lapse: Literal["escalate", "expire"] = "escalate"
     chain: list[str] | None = None
 
-    _w = field_validator("window", mode="before")(classmethod(lambda cls, v: _duration(v)))
+    @model_validator(mode="after")
+    def _one_measure(self) -> WindowRule:
+        if (self.window is None) == (self.workdays is None):
+            raise ValueError("expected exactly one of window (e.g. 30m) or workdays (e.g. 2)")
+        return self
 
 
 class Category(_Strict):
     label: str
-    skills: list[str]
+    skills: list[str] = []
     chargeable: bool = False
     complex: bool = False
+    department: str | None = None  # complaints: whose head investigates
+
+
+class Duty(_Strict):
+    role: str
+    duty: str
+
+
+class Kind(_Strict):
+    """An emergency kind: who is called out in parallel, or which office-incident class."""
+
+    label: str
+    fanout: list[Duty] = []
+    office_class: Literal["A", "B", "C"] | None = None
 
 
 class Procedure(_Strict):
     prefix: str = Field(pattern=r"^[A-Z]{2,4}$")
     chain: list[str] | None = None
+    # Per-procedure windows of each escalation level (emergencies count minutes).
+    level_windows: dict[str, Duration] = {}
     high_keywords: list[str] = []
     categories: dict[str, Category] = {}
+    kinds: dict[str, Kind] = {}
+    update_every: Duration | None = None
     steps: dict[str, dict[str, WindowRule]]
 
 
@@ -113,8 +141,9 @@ class Policy(_Strict):
             or self.escalation.chain
         )
 
-    def level_window(self, role: str) -> timedelta:
-        return self.escalation.windows.get(role, timedelta(hours=1))
+    def level_window(self, role: str, procedure: str | None = None) -> timedelta:
+        own = self.procedures[procedure].level_windows if procedure in self.procedures else {}
+        return own.get(role) or self.escalation.windows.get(role, timedelta(hours=1))
 
 
 def _where(loc: tuple[Any, ...]) -> str:

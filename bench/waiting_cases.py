@@ -1,0 +1,110 @@
+"""What N waiting cases cost the served service: a suspended run should hold no process.
+
+Starts `propflow serve`, measures its process tree (serve + descendants) at idle, opens N repair
+cases, waits until every accept#1 step is waiting and every flow run is Suspended, then
+measures the tree again. The peak while the runs were starting is sampled every 0.25 s.
+
+    .venv/bin/python bench/waiting_cases.py [--cases 200] [--poll 2] [--pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+from common import Bench, flow_run_states, tree, until
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--cases", type=int, default=200)
+parser.add_argument("--poll", type=float, default=2.0, help="PREFECT_RUNNER_POLL_FREQUENCY")
+parser.add_argument("--pg", action="store_true")
+args = parser.parse_args()
+
+
+def show(label: str, pid: int) -> None:
+    count, rss = tree(pid)
+    print(f"{label}: {count} processes, {rss:.0f} MiB RSS")
+
+
+with Bench("waiting", args.pg) as bench:
+    server = bench.prefect_server()
+    demo = bench.prepare()
+    from sqlalchemy import func, select
+
+    from models.cases import Step
+    from models.db import get_engine
+    from propflow import app
+
+    serve = bench.serve(args.poll)
+    time.sleep(5)  # let the service finish its own start-up (first SLA/delivery passes)
+    show("serve tree at idle", serve.pid)
+    idle = tree(serve.pid)[0]
+    show("Prefect server tree at idle", server.pid)
+
+    # Sample the serve tree in the background for the peak while runs start and suspend.
+    peak = {"count": 0, "rss": 0.0}
+    sampling = True
+
+    def sample() -> None:
+        while sampling:
+            count, rss = tree(serve.pid)
+            peak["count"], peak["rss"] = max(peak["count"], count), max(peak["rss"], rss)
+            time.sleep(0.25)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+
+    t0 = time.monotonic()
+    runs: set[str] = set()
+    for i in range(args.cases):
+        case = app.open_repair(unit=demo["units"][i % len(demo["units"])],
+                               category="public_area", priority="medium", reporter="业主张三",
+                               phone="13800138000", description="楼道灯不亮")
+        runs.add(case["flow_run_id"])
+        if (i + 1) % 50 == 0 or i + 1 == args.cases:
+            print(f"  opened {i + 1}/{args.cases} ({time.monotonic() - t0:.1f}s)", flush=True)
+    assert None not in runs, "a case was opened without its run (Prefect unreachable?)"
+    opened = time.monotonic() - t0
+
+    def waiting_steps() -> int:
+        with get_engine().connect() as conn:
+            return conn.scalar(select(func.count()).select_from(Step).where(
+                Step.key == "accept#1", Step.status == "waiting")) or 0
+
+    progress = {"next": time.monotonic()}
+    times: dict[str, float] = {}
+
+    def all_there() -> bool:
+        n_wait = waiting_steps()
+        if n_wait >= args.cases and "waiting" not in times:
+            times["waiting"] = time.monotonic() - t0
+        states = flow_run_states(runs)
+        n_susp = sum(s == "Suspended" for s in states.values())
+        if time.monotonic() >= progress["next"]:
+            progress["next"] += 10
+            count, rss = tree(serve.pid)
+            print(f"  t+{time.monotonic() - t0:5.0f}s: accept#1 waiting {n_wait}/{args.cases}, "
+                  f"Suspended {n_susp}/{args.cases}, serve tree {count} procs {rss:.0f} MiB",
+                  flush=True)
+        return n_wait >= args.cases and n_susp == args.cases
+    until(f"{args.cases} waiting and Suspended", all_there, timeout=1800, every=1)
+    times["suspended"] = time.monotonic() - t0
+    # Suspension is reported before the run's process has exited: give them a moment.
+    at_suspended = tree(serve.pid)[0]
+    settle = time.monotonic()
+    until("the serve tree to shrink", lambda: tree(serve.pid)[0] <= idle or
+          time.monotonic() - settle > 30, timeout=60, every=0.5)
+    sampling = False
+    sampler.join()
+
+    print(f"\nresults, {args.cases} cases, runner poll {args.poll}s, "
+          f"{'PostgreSQL' if args.pg else 'SQLite'}:")
+    print(f"opened {args.cases} cases (each creates its flow run) in {opened:.1f}s "
+          f"({args.cases / opened:.1f}/s)")
+    print(f"all accept#1 waiting after {times['waiting']:.1f}s; "
+          f"all runs Suspended after {times['suspended']:.1f}s")
+    print(f"serve tree right when all were Suspended: {at_suspended} processes")
+    show(f"serve tree after settling ({time.monotonic() - settle:.1f}s later)", serve.pid)
+    print(f"serve tree peak while starting: {peak['count']} processes, "
+          f"{peak['rss']:.0f} MiB RSS")
+    show("Prefect server tree (reference)", server.pid)
