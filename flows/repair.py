@@ -6,7 +6,7 @@ from prefect import flow
 
 from flows.human import ask
 from tasks.cases import close_case, intake, tell_reporter
-from tasks.repair import assign, auto_dispatch
+from tasks.repair import assign, auto_dispatch, complain_about
 
 
 @flow(name="repair", flow_run_name="{number}", persist_result=True, log_prints=True)
@@ -57,7 +57,13 @@ def repair(case_id: int, number: str) -> str:
     # 7. Callback within 24 h; no answer, or not reached: the front desk phones the owner.
     callback = ask(case_id, "callback#1", "callback", "owner")
     if callback["lapsed"] or not callback["values"].get("reached", True):
-        ask(case_id, "phone_callback#1", "phone_callback", "csr")
+        callback = ask(case_id, "phone_callback#1", "phone_callback", "csr")
+
+    # A rating of 1 or 2 is a complaint in all but name: it opens one, linked.
+    rating = callback["values"].get("rating")
+    if rating is not None and rating <= 2:
+        complain_about(case_id, rating, callback["values"].get("comment", ""),
+                       callback["decided_by"])
 
     close_case(case_id, "done")
     return "done"

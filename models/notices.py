@@ -35,7 +35,8 @@ def owner_recipient(case: Case) -> Recipient:
 def case_context(session: Session, case: Case, lang: str) -> dict[str, Any]:
     unit = session.get(Unit, case.unit_id) if case.unit_id else None
     policy = get_policy()
-    category = policy.procedures[case.procedure].categories.get(case.category or "")
+    proc = policy.procedures[case.procedure]
+    category = proc.categories.get(case.category or "") or proc.kinds.get(case.category or "")
     return {
         "number": case.number,
         "procedure_label": labels.label(labels.PROCEDURES, case.procedure, lang),
@@ -46,6 +47,7 @@ def case_context(session: Session, case: Case, lang: str) -> dict[str, Any]:
         "priority_label": labels.label(labels.PRIORITIES, case.priority, lang),
         "paid": case.paid,
         "first_responder": _first_responder_name(session, case),
+        "location": (case.data or {}).get("location") or (unit.code if unit else ""),
     }
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from models import directory, notices, repair, steps
+from models import complaint, directory, emergency, lifecycle, notices, repair, steps
 from models.cases import Case, Step
 from models.db import unit_of_work
 from models.org import Staff, Unit
@@ -17,17 +17,29 @@ from propflow.clock import now
 from propflow.errors import PropflowError
 
 
-def open_repair(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
+def _open(opener: Any, start_run: bool, **fields: Any) -> dict[str, Any]:
     with unit_of_work() as session:
-        case = repair.open_repair(session, now=now(), **fields)
+        case = opener(session, now=now(), **fields)
         if start_run:
             # Created in the same transaction: a case never exists without its run unless
             # Prefect was away, and then the SLA clock starts it later.
-            case.flow_run_id = runs.start("repair", case.id, case.number)
+            case.flow_run_id = runs.start(case.procedure, case.id, case.number)
         summary = case_summary(session, case)
         if start_run and not case.flow_run_id:
             summary["note"] = "Prefect 暂不可达：工单已保存，propflow serve 将在其恢复后启动流程"
         return summary
+
+
+def open_repair(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
+    return _open(repair.open_repair, start_run, **fields)
+
+
+def open_complaint(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
+    return _open(complaint.open_complaint, start_run, **fields)
+
+
+def report_emergency(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
+    return _open(emergency.report_emergency, start_run, **fields)
 
 
 def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
@@ -89,6 +101,8 @@ def show_case(number: str) -> dict[str, Any]:
         case = directory.case(session, number)
         out = case_summary(session, case)
         out["description"] = case.description
+        out["links"] = lifecycle.links_of(session, case)
+        out["first_responder"] = case.data.get("first_responder")
         out["steps"] = []
         for step in case.steps:
             row = step_row(step)

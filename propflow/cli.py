@@ -15,12 +15,15 @@ from propflow.errors import PropflowError
 app = typer.Typer(help="物业客服流程 propflow", no_args_is_help=True, add_completion=False)
 demo_app = typer.Typer(help="示范数据", no_args_is_help=True)
 repair_app = typer.Typer(help="报修", no_args_is_help=True)
+complaint_app = typer.Typer(help="投诉", no_args_is_help=True)
+emergency_app = typer.Typer(help="应急 / 突发事件", no_args_is_help=True)
 steps_app = typer.Typer(help="待办步骤", no_args_is_help=True)
 cases_app = typer.Typer(help="工单", no_args_is_help=True)
 notes_app = typer.Typer(help="通知", no_args_is_help=True)
 clock_app = typer.Typer(help="时钟（培训模式可拨动）", no_args_is_help=True)
 db_app = typer.Typer(help="数据库", no_args_is_help=True)
-for sub, name in ((demo_app, "demo"), (repair_app, "repair"), (steps_app, "steps"),
+for sub, name in ((demo_app, "demo"), (repair_app, "repair"), (complaint_app, "complaint"),
+                  (emergency_app, "emergency"), (steps_app, "steps"),
                   (cases_app, "cases"), (notes_app, "notifications"), (clock_app, "clock"),
                   (db_app, "db")):
     app.add_typer(sub, name=name)
@@ -101,6 +104,47 @@ def repair_open(
     emit(service.open_repair(unit=unit, category=category, priority=priority,
                              reporter=reporter, phone=phone, description=description,
                              channel=channel, community=community), as_json)
+
+
+@complaint_app.command("open")
+@command
+def complaint_open(
+    unit: str = typer.Option(..., "--unit", help="房号，如 1-2-301"),
+    complainant: str = typer.Option(..., "--complainant"),
+    phone: str = typer.Option(..., "--phone"),
+    category: str = typer.Option(..., "--category"),
+    description: str = typer.Option(..., "--description"),
+    channel: str = typer.Option("phone", "--channel", help="phone|online|front_desk|patrol"),
+    received_by: str | None = typer.Option(None, "--received-by", help="首问责任人员工编号"),
+    repair: str | None = typer.Option(None, "--repair", help="所投诉的报修工单号"),
+    community: str | None = typer.Option(None, "--community"),
+    as_json: bool = JSON,
+) -> None:
+    """登记投诉；接待人即首问责任人。"""
+    from propflow import app as service
+
+    case = service.open_complaint(unit=unit, complainant=complainant, phone=phone,
+                                  category=category, description=description, channel=channel,
+                                  received_by=received_by, repair=repair, community=community)
+    emit(case, as_json)
+
+
+@emergency_app.command("report")
+@command
+def emergency_report(
+    kind: str = typer.Option(..., "--kind", help="fire|gas_leak|water_outage|power_outage|"
+                             "disaster|security|office_a|office_b|office_c"),
+    community: str = typer.Option(..., "--community", help="项目编号，如 YGHY"),
+    location: str = typer.Option(..., "--location"),
+    reporter: str = typer.Option(..., "--reporter"),
+    buildings: str = typer.Option("", "--buildings", help="受影响楼栋，如 1,2"),
+    as_json: bool = JSON,
+) -> None:
+    """报告突发事件，启动应急流程。"""
+    from propflow import app as service
+
+    emit(service.report_emergency(kind=kind, community=community, location=location,
+                                  reporter=reporter, buildings=buildings.split(",")), as_json)
 
 
 @steps_app.command("list")

@@ -9,7 +9,7 @@ from uuid import UUID
 
 log = logging.getLogger("propflow.runs")
 
-DEPLOYMENTS = {"repair": "repair/repair"}
+DEPLOYMENTS = {p: f"{p}/{p}" for p in ("repair", "complaint", "emergency")}
 
 
 def start(procedure: str, case_id: int, number: str) -> str | None:

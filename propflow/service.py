@@ -26,9 +26,12 @@ def _safely(fn, name: str):  # type: ignore[no-untyped-def]
 
 
 def deployments() -> list:  # type: ignore[type-arg]
+    from flows.complaint import complaint
+    from flows.emergency import emergency
     from flows.repair import repair
 
-    return [repair.to_deployment(name="repair", tags=["propflow", "repair"])]
+    return [f.to_deployment(name=f.name, tags=["propflow", f.name])
+            for f in (repair, complaint, emergency)]
 
 
 def run() -> None:

@@ -38,3 +38,30 @@ def assign(case_id: int, technician_id: int) -> str:
         return person.name
 
 
+
+
+@task(name="open-complaint", cache_policy=NO_CACHE)
+def complain_about(case_id: int, rating: int, comment: str, received_by: int | None) -> str:
+    """A callback rated 1 or 2 opens a complaint on its own, linked to the work order."""
+    from models.complaint import open_complaint
+    from models.org import Unit
+    from propflow import runs
+
+    with unit_of_work() as session:
+        case = load(session, case_id)
+        if "complaint" not in case.data:
+            unit = session.get(Unit, case.unit_id)
+            opened = open_complaint(
+                session, unit=unit.code if unit else "", complainant=case.reporter_name,
+                phone=case.reporter_phone, category="repair", channel="online",
+                description=f"报修 {case.number} 回访评分 {rating}：{comment or '（无留言）'}",
+                received_by=received_by, repair=case.number, now=now())
+            case.data = {**case.data, "complaint": opened.number, "complaint_id": opened.id}
+        number, complaint_id = case.data["complaint"], case.data["complaint_id"]
+    # Outside the transaction: if Prefect is away the SLA clock starts it later.
+    run_id = runs.start("complaint", complaint_id, number)
+    if run_id:
+        with unit_of_work() as session:
+            opened_case = load(session, complaint_id)
+            opened_case.flow_run_id = opened_case.flow_run_id or run_id
+    return number

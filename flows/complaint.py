@@ -1,0 +1,55 @@
+"""Complaint 投诉 (PROCEDURES.md §2): one flow run per complaint, named after its number.
+
+The first responder (首问责任人) owns it to the end: they acknowledge it, give the result
+back to the complainant, are copied on every lapse, and their name is on every message.
+"""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.human import ask
+from models.complaint import investigator, needs_approval
+from tasks.cases import close_case, intake, tell_reporter
+
+
+@flow(name="complaint", flow_run_name="{number}", persist_result=True, log_prints=True)
+def complaint(case_id: int, number: str) -> str:
+    case = intake(case_id)
+    responder = case["first_responder"]
+
+    # Receive and acknowledge: calm the person first, never argue, never promise lightly.
+    ask(case_id, "acknowledge#1", "acknowledge", "csr", responder)
+    tell_reporter(case_id, "acknowledged", key="acknowledged")
+
+    level, round_ = 0, 0
+    while True:
+        round_ += 1
+        # Investigate with the responsible department (one level up after each refusal).
+        role = investigator(case["department"], level)
+        plan = ask(case_id, f"investigate#{round_}", "investigate", role)["values"]
+
+        # A compensation or an exception needs the project manager; refused: plan again.
+        if needs_approval(plan):
+            approval = ask(case_id, f"approve_resolution#{round_}", "approve_resolution",
+                           "project_manager")["values"]
+            if not approval["approved"]:
+                continue
+
+        # Carry it out, then the first responder gives the result back (seed: always).
+        result = ask(case_id, f"resolve#{round_}", "resolve", role)["values"]
+        tell_reporter(case_id, "result", key=f"result#{round_}", result=result["result"],
+                      resolution=plan["proposed_resolution"],
+                      compensation=str(plan.get("compensation") or "0"))
+        feedback = ask(case_id, f"feedback#{round_}", "feedback", "csr", responder)["values"]
+        if feedback["accepted"]:
+            break
+        level += 1  # not accepted: reinvestigated one level up the chain
+
+    # Callback and satisfaction; no answer, or not reached: the front desk phones.
+    callback = ask(case_id, "callback#1", "callback", "owner")
+    if callback["lapsed"] or not callback["values"].get("reached", True):
+        ask(case_id, "phone_callback#1", "phone_callback", "csr")
+
+    close_case(case_id, "resolved")
+    return "resolved"

@@ -1,0 +1,68 @@
+"""Emergency 应急 (PROCEDURES.md §3): minutes count, departments are called out in
+parallel, and every household of the affected buildings hears at each turn."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.human import ask, ask_all, wait_for
+from tasks.cases import close_case, intake, tell_residents, tell_role
+from tasks.steps import cancel_steps, open_step
+
+
+@flow(name="emergency", flow_run_name="{number}", persist_result=True, log_prints=True)
+def emergency(case_id: int, number: str) -> str:
+    case = intake(case_id)
+    if case["office_class"]:
+        office_incident(case_id, case["office_class"])
+    else:
+        # Start the plan within 10 minutes, around the clock; silence climbs the chain.
+        ask(case_id, "activate#1", "activate", "cs_supervisor")
+        # Fan out at once: every department acknowledges on its own window, in any order.
+        acks = [open_step(case_id, f"acknowledge-{d['role']}#1", "acknowledge", d["role"], None)
+                for d in case["fanout"]]
+        tell_residents(case_id, "activated", key="activated")
+        keep_residents_informed(case_id, acks)
+
+    # After it ends: the incident record within 2 working days, then the company reviews it.
+    ask(case_id, "incident_report#1", "incident_report", "cs_supervisor")
+    ask(case_id, "training_review#1", "training_review", "company_cs")
+    close_case(case_id, "resolved")
+    return "resolved"
+
+
+def keep_residents_informed(case_id: int, acks: list[int]) -> None:
+    """Until resolved, an update falls due every N minutes; each one reaches the residents."""
+    n = 1
+    update = open_step(case_id, f"update#{n}", "update", "cs_supervisor", None)
+    resolve = open_step(case_id, "resolve#1", "resolve", "cs_supervisor", None)
+    pending = [*acks, update, resolve]
+    while True:
+        settled = wait_for(pending, need="any")
+        pending = [s for s in pending if s not in settled]
+        if update in settled:
+            tell_residents(case_id, "update", key=f"update#{n}",
+                           message=settled[update]["values"]["message"])
+            n += 1
+            update = open_step(case_id, f"update#{n}", "update", "cs_supervisor", None)
+            pending.append(update)
+        if resolve in settled:
+            cancel_steps([update, *[s for s in pending if s != update]], "incident resolved")
+            tell_residents(case_id, "resolved", key="resolved",
+                           summary=settled[resolve]["values"]["summary"])
+            return
+
+
+def office_incident(case_id: int, office_class: str) -> None:
+    """Office-area incidents follow their class (seed); front-line staff answer nothing."""
+    if office_class == "A":  # an owner's agitated visit: received by the front desk
+        seen = ask(case_id, "receive#1", "receive", "csr")
+        if seen["values"]["media_present"]:
+            ask(case_id, "acknowledge-pr#1", "acknowledge", "pr")
+    elif office_class == "B":  # a dismissed or criticised employee: HR owns it
+        ask(case_id, "handle#1", "handle", "hr")
+    else:  # media or officials: PR and the manager at once
+        tell_role(case_id, "csr", "hold_answers", key="hold_answers")
+        ask_all(case_id, [("acknowledge-pr#1", "acknowledge", "pr"),
+                          ("acknowledge-project_manager#1", "acknowledge", "project_manager")])
+    ask(case_id, "resolve#1", "resolve", "cs_supervisor")
