@@ -8,6 +8,7 @@ input, says what happened: a wake-up may mean a decision, a lapse to escalate, o
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any, Literal
 
 from prefect import pause_flow_run, suspend_flow_run
@@ -94,10 +95,16 @@ def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[i
             return done
         waiting = [sid for sid in step_ids if sid not in done]
         wakes += 1  # stable across replays: the same wait gets the same key
-        answer = _wait(waiting[0], states[waiting[0]]["form"],
-                       key=f"steps-{step_ids[0]}-{step_ids[-1]}-{wakes}")
+        answer = _wait(waiting[0], states[waiting[0]]["form"], key=f"{_set_key(step_ids)}-{wakes}")
         if answer.get("signal", "ui") == "ui":
             record_ui_decision(answer.get("step_id") or waiting[0], answer)
+
+
+def _set_key(step_ids: list[int]) -> str:
+    """A pause key for this set of steps, the same on every replay."""
+    if len(step_ids) == 1:
+        return f"step-{step_ids[0]}"
+    return "steps-" + hashlib.sha1(",".join(map(str, sorted(step_ids))).encode()).hexdigest()[:12]
 
 
 def ask(case_id: int, key: str, kind: str, role: str,

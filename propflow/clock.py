@@ -39,6 +39,9 @@ class ManualClock:
         self._now += delta
         return self._now
 
+    def set(self, at: datetime) -> None:
+        self._now = at
+
 
 class TrainingClock:
     def now(self) -> datetime:

@@ -29,14 +29,31 @@ def until(what: str, probe: Any, timeout: float = WAIT) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-class RepairRun:
+REPAIR = dict(unit="1-1-101", category="public_area", priority="medium", reporter="业主张三",
+              phone="13800138000", description="楼道灯不亮")
+COMPLAINT = dict(unit="1-1-101", complainant="业主张三", phone="13800138000",
+                 category="environment", description="垃圾桶三天没清")
+EMERGENCY = dict(kind="gas_leak", community="YGHY", location="1号楼2单元", reporter="巡逻岗马超",
+                 buildings=["1"])
+
+
+class CaseRun:
+    """One case's flow run in a thread of this process, paused in place between steps."""
+
+    procedure = "repair"
+
     def __init__(self, demo: dict, clock: ManualClock, **fields: Any) -> None:
+        from flows.complaint import complaint
+        from flows.emergency import emergency
         from flows.repair import repair
 
         self.demo, self.clock = demo, clock
-        defaults = dict(unit="1-1-101", category="public_area", priority="medium",
-                        reporter="业主张三", phone="13800138000", description="楼道灯不亮")
-        self.case = app.open_repair(start_run=False, **(defaults | fields))
+        flow_fn, opener, defaults = {
+            "repair": (repair, app.open_repair, REPAIR),
+            "complaint": (complaint, app.open_complaint, COMPLAINT),
+            "emergency": (emergency, app.report_emergency, EMERGENCY),
+        }[self.procedure]
+        self.case = opener(start_run=False, **(defaults | fields))
         self.number = self.case["number"]
         with unit_of_work() as session:
             self.case_id = session.scalars(select(Case.id).where(
@@ -46,7 +63,7 @@ class RepairRun:
 
         def body() -> None:
             try:
-                self.result = repair(case_id=self.case_id, number=self.number)
+                self.result = flow_fn(case_id=self.case_id, number=self.number)
             except BaseException as exc:  # reported by finish()
                 self.error = exc
 
@@ -83,10 +100,10 @@ class RepairRun:
             return row if self.paused() else None
         return until(f"step {key}", probe)
 
-    def decide(self, key: str, by: str | int, comment: str = "", **values: Any) -> dict:
+    def decide(self, key: str, by: str | int, remark: str = "", **values: Any) -> dict:
         step = self.step(key)
         staff = self.role(by) if isinstance(by, str) else by
-        result = app.decide(step["id"], staff, values, comment=comment)
+        result = app.decide(step["id"], staff, values, comment=remark)
         assert result["delivered"], "the decision did not reach the waiting run"
         return result
 
@@ -122,3 +139,18 @@ class RepairRun:
 
     def show(self) -> dict[str, Any]:
         return app.show_case(self.number)
+
+
+class RepairRun(CaseRun):
+    procedure = "repair"
+
+
+class ComplaintRun(CaseRun):
+    procedure = "complaint"
+
+
+class EmergencyRun(CaseRun):
+    procedure = "emergency"
+
+    def notices(self, event: str) -> list[dict[str, Any]]:
+        return [n for n in app.list_notifications(self.number) if n["event"] == event]
