@@ -110,7 +110,7 @@ class EmailChannel:
         if self.limiter:
             self.limiter.acquire()
         # smtplib's default TLS context skips certificate checks; insist on verification.
-        context = ssl.create_default_context()
+        context = ssl.create_default_context() if self.ssl or self.starttls else None
         try:
             if self.ssl:
                 smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,

@@ -41,31 +41,30 @@ def _send(row_id: int, channel_name: str, message: Message) -> tuple[int, str | 
 
 def deliver_due(limit: int = 200, concurrency: int = 8) -> dict[str, int]:
     """One delivery pass; returns how many rows were sent, retried and failed."""
-    at = now()
     jobs: list[tuple[int, str, Message]] = []
     with unit_of_work() as session:
-        for row in outbox.due(session, at, limit):
-            if row.channel not in get_policy().channels:
-                outbox.claim(session, row, at)
-                jobs.append((row.id, "", Message(subject=row.subject, body=row.body)))
-                continue
-            if not outbox.claim(session, row, at):
-                continue
+        channels = get_policy().channels
+        for row in outbox.claim_due(session, now(), limit):
             mobiles: tuple[str, ...] = ()
-            if row.recipient.startswith("staff:"):
+            if row.recipient.startswith("staff:") and row.channel in channels:
                 person = session.get(Staff, int(row.recipient.split(":")[1]))
                 mobiles = (person.phone,) if person and person.phone else ()
             to = (row.address,) if "@" in row.address else ()
-            jobs.append((row.id, row.channel, Message(subject=row.subject, body=row.body,
-                                                      to=to, mention_mobiles=mobiles)))
-    counts = {"sent": 0, "retry": 0, "failed": 0}
+            jobs.append((row.id, row.channel if row.channel in channels else "",
+                         Message(subject=row.subject, body=row.body, to=to,
+                                 mention_mobiles=mobiles)))
+    if not jobs:
+        return {"sent": 0, "retry": 0, "failed": 0}
+    # Bounded: a broadcast to thousands goes out a few at a time, per-channel rate limits apply.
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         results = list(pool.map(lambda job: _send_or_refuse(*job), jobs))
     with unit_of_work() as session:
-        for row_id, error, retryable in results:
-            outbox.settle(session, row_id, now(), error, retryable)
-            counts["sent" if error is None else "retry" if retryable else "failed"] += 1
-    return counts
+        outbox.settle(session, results, now())
+    return {
+        "sent": sum(1 for _, error, _ in results if error is None),
+        "retry": sum(1 for _, error, retry in results if error is not None and retry),
+        "failed": sum(1 for _, error, retry in results if error is not None and not retry),
+    }
 
 
 def _send_or_refuse(row_id: int, channel_name: str, message: Message) -> tuple[int, str | None,

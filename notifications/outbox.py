@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from models.outbox import Notification
@@ -65,34 +65,46 @@ def backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
-def claim(session: Session, row: Notification, now: datetime) -> bool:
-    """Take one row for sending; another replica that got there first wins."""
-    taken = session.execute(
+LEASE = timedelta(minutes=10)
+
+
+def claim_due(session: Session, now: datetime, limit: int) -> list[Notification]:
+    """Take up to `limit` due rows for sending, in one statement; another replica that got
+    there first keeps them. A taken row carries a lease: if its sender dies, the row comes
+    back when the lease runs out, so a crash loses nothing."""
+    ids = list(session.scalars(
+        select(Notification.id)
+        .where(or_(Notification.status == "pending", Notification.status == "sending"),
+               Notification.next_attempt_at <= now)
+        .order_by(Notification.id).limit(limit)))
+    if not ids:
+        return []
+    taken = list(session.scalars(
         update(Notification)
-        .where(Notification.id == row.id, Notification.status == "pending",
-               Notification.attempts == row.attempts)
-        .values(status="sending", attempts=row.attempts + 1)
-        .execution_options(synchronize_session=False)
-    ).rowcount
-    return bool(taken)
+        .where(Notification.id.in_(ids), Notification.next_attempt_at <= now,
+               or_(Notification.status == "pending", Notification.status == "sending"))
+        .values(status="sending", attempts=Notification.attempts + 1,
+                next_attempt_at=now + LEASE)
+        .returning(Notification.id)
+        .execution_options(synchronize_session=False)))
+    return list(session.scalars(select(Notification).where(Notification.id.in_(taken))
+                                .order_by(Notification.id)))
 
 
-def due(session: Session, now: datetime, limit: int) -> list[Notification]:
-    return list(session.scalars(
-        select(Notification)
-        .where(Notification.status == "pending", Notification.next_attempt_at <= now)
-        .order_by(Notification.id).limit(limit)
-    ))
-
-
-def settle(session: Session, row_id: int, now: datetime, error: str | None,
-           retryable: bool) -> None:
-    row = session.get(Notification, row_id)
-    assert row is not None
-    if error is None:
-        row.status, row.sent_at, row.last_error = "sent", now, ""
-    elif retryable and row.attempts < MAX_ATTEMPTS:
-        row.status, row.last_error = "pending", error
-        row.next_attempt_at = now + backoff(row.attempts)
-    else:
-        row.status, row.last_error = "failed", error
+def settle(session: Session, results: list[tuple[int, str | None, bool]], now: datetime) -> None:
+    """Record how each send went: sent rows in one statement, failures one by one."""
+    sent = [row_id for row_id, error, _ in results if error is None]
+    if sent:
+        session.execute(update(Notification).where(Notification.id.in_(sent))
+                        .values(status="sent", sent_at=now, last_error="")
+                        .execution_options(synchronize_session=False))
+    for row_id, error, retryable in results:
+        if error is None:
+            continue
+        row = session.get(Notification, row_id)
+        assert row is not None
+        if retryable and row.attempts < MAX_ATTEMPTS:
+            row.status, row.last_error = "pending", error
+            row.next_attempt_at = now + backoff(row.attempts)
+        else:
+            row.status, row.last_error = "failed", error
