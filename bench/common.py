@@ -48,6 +48,8 @@ class Bench:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"propflow-bench-{name}-"))
         self.pg_name = f"propflow_bench_{uuid.uuid4().hex[:8]}" if pg else None
         self.procs: list[subprocess.Popen] = []
+        # A plain `kill` should still stop our servers and drop the database: unwind instead.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         os.environ.update(PROPFLOW_HOME=str(self.tmp), PREFECT_HOME=str(self.tmp / "prefect"),
                           PREFECT_SERVER_ANALYTICS_ENABLED="false", PROPFLOW_MODE=mode,
                           # Quiet flow runs started in this process; `serve` gets INFO back.

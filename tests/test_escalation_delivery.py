@@ -142,3 +142,36 @@ def test_business_hours_window_stops_over_the_weekend(demo, clock):
     assert row["due_at"] == "2026-11-30 08:45"
     clock.advance(timedelta(days=2))  # Sunday 17:00: nothing lapses on a weekend
     assert sla.tick(start_pending=False).lapsed == 0
+
+
+def test_rows_taken_by_a_sender_that_died_are_sent_later(
+        demo, clock, policy_with, smtp_server, http_receiver):
+    from notifications import outbox
+
+    policy_with(channels=_channels(smtp_server, http_receiver),
+                routes={"escalated": [], "warning": [], "step_opened": ["ops_bot"]})
+    _open_accept_step(demo, clock)
+    with unit_of_work() as session:  # a replica takes the row, then crashes before sending
+        assert len(outbox.claim_due(session, clock.now(), 10)) == 1
+    assert deliver_due()["sent"] == 0  # still leased to the dead sender
+    clock.advance(outbox.LEASE + timedelta(seconds=1))
+    assert deliver_due()["sent"] == 1
+    assert len(http_receiver.wait_for(1)) == 1
+
+
+def test_residents_notice_names_no_one(demo, clock, policy_with):
+    from models import broadcast
+    from models.directory import case as load_case
+
+    case = app.report_emergency(start_run=False, kind="fire", community="YGHY",
+                                location="2号楼地下车库", reporter="保安王五", phone="13911112222",
+                                buildings=["1"])
+    with unit_of_work() as session:
+        told = broadcast.to_residents(session, load_case(session, case["number"]), "activated",
+                                      key="t", now=clock.now())
+        rows = list(session.scalars(select(Notification).where(
+            Notification.recipient.like("resident:%"))))
+    assert told == 1 and rows
+    for row in rows:
+        assert "王五" not in row.subject + row.body and "13911112222" not in row.body
+        assert "2号楼地下车库" in row.subject

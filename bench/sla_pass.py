@@ -1,0 +1,129 @@
+"""One SLA clock pass over many waiting steps: steady state, warnings, lapses.
+
+Bulk-inserts N repair cases, each with a waiting accept#1 step (no flow run, so no wake is
+attempted), then times `propflow.sla.tick(start_pending=False)` at four instants of an
+injected ManualClock: nothing due; every step at 80 % (N warnings); every step past due
+(N lapses, each an escalation + audit row); nothing due again. No Prefect involved.
+
+    .venv/bin/python bench/sla_pass.py [--steps 10000] [--pg]
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+from collections import Counter
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from common import Bench
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--steps", type=int, default=10000)
+parser.add_argument("--pg", action="store_true")
+args = parser.parse_args()
+N = args.steps
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("Asia/Shanghai"))  # a Tuesday, in hours
+WINDOW = timedelta(minutes=30)  # medium accept: 30 min of business time, warning at 80 %
+
+
+def rss(field: str) -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+with Bench("sla", args.pg, mode="normal") as bench:
+    demo = bench.prepare()
+    from sqlalchemy import event, func, select
+
+    from models.cases import Case, Escalation, Step
+    from models.db import get_engine
+    from models.org import Community, Staff, StaffRole, Unit
+    from models.outbox import AuditEvent, Notification
+    from propflow import clock, sla
+
+    engine = get_engine()
+    with engine.begin() as conn:
+        community = conn.scalar(select(Community.id))
+        units = list(conn.scalars(select(Unit.id).order_by(Unit.id)))
+        techs = list(conn.scalars(select(Staff.id).join(StaffRole, StaffRole.staff_id == Staff.id)
+                                  .where(StaffRole.role == "technician")))
+
+    # Opened over the 5 minutes before T0, so every warning falls in (T0, T0+24m] and every
+    # due time in (T0+25m, T0+30m]: one instant sees them all warned, another all due.
+    t = time.monotonic()
+    for start in range(0, N, 2000):
+        idx = range(start, min(N, start + 2000))
+        opened = {i: T0 - timedelta(seconds=300 * i / N) for i in idx}
+        with engine.begin() as conn:
+            conn.execute(Case.__table__.insert(), [dict(
+                number=f"BN-{i:06d}", procedure="repair", community_id=community,
+                unit_id=units[i % len(units)], status="in_progress", category="public_area",
+                priority="medium", paid=False, channel="phone", reporter_name="业主张三",
+                reporter_phone="13800138000", description="楼道灯不亮",
+                assignee_id=techs[i % len(techs)], data={}, flow_run_id=None,
+                created_at=opened[i]) for i in idx])
+            ids = dict(conn.execute(select(Case.number, Case.id).where(
+                Case.number.in_([f"BN-{i:06d}" for i in idx]))).all())
+            conn.execute(Step.__table__.insert(), [dict(
+                case_id=ids[f"BN-{i:06d}"], key="accept#1", kind="accept", role="technician",
+                assignee_id=techs[i % len(techs)], status="waiting", calendar="business",
+                window_seconds=int(WINDOW.total_seconds()), on_lapse="escalate",
+                opened_at=opened[i], due_at=opened[i] + WINDOW, warn_at=opened[i] + WINDOW * 0.8,
+                level=0, breached=False, decided_at=None, context={}) for i in idx])
+        print(f"  inserted {idx[-1] + 1}/{N} cases+steps ({time.monotonic() - t:.1f}s)", flush=True)
+
+    # Count statements by their first words: a per-step (N+1) pattern shows as counts ~ N.
+    statements, kinds = [0], Counter()
+
+    def count_sql(conn, cursor, sql: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+        statements[0] += 1
+        kinds[" ".join(sql.split()[:4])[:60]] += 1
+    event.listen(engine, "before_cursor_execute", count_sql)
+    manual = clock.ManualClock(T0)
+    clock.set_clock(manual)
+
+    def timed(label: str, at: datetime) -> None:
+        if at > manual.now():
+            manual.advance(at - manual.now())
+        Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM)
+        before_rss, before_sql, done = rss("VmRSS"), statements[0], threading.Event()
+        kinds.clear()
+
+        def progress() -> None:  # a long pass prints where it is every 10 s
+            while not done.wait(10):
+                print(f"    ... {time.monotonic() - t0:.0f}s, "
+                      f"{statements[0] - before_sql} SQL statements so far", flush=True)
+        threading.Thread(target=progress, daemon=True).start()
+        t0 = time.monotonic()
+        result = sla.tick(start_pending=False)
+        took = time.monotonic() - t0
+        done.set()
+        sql = statements[0] - before_sql
+        work = result.lapsed + result.warned
+        rate = f"{work / took:,.0f} steps/s, " if work else ""
+        per = f" ({sql / work:.1f} per step)" if work else ""
+        print(f"{label}: {took:.3f}s, lapsed={result.lapsed} warned={result.warned}, {rate}"
+              f"{sql} SQL statements{per}, peak RSS {rss('VmHWM'):.0f} MiB "
+              f"(+{rss('VmHWM') - before_rss:.0f} over {before_rss:.0f})", flush=True)
+        if work:
+            print("      most frequent: " + "; ".join(f"{n}x {k}" for k, n in kinds.most_common(5)))
+
+    print(f"\n{N} waiting steps, {'PostgreSQL' if args.pg else 'SQLite'}:")
+    timed("steady pass, nothing due   ", T0)
+    timed("warnings pass (80 %)       ", T0 + WINDOW * 0.8)
+    timed("lapse pass (all past due)  ", T0 + WINDOW + timedelta(minutes=1))
+    timed("steady pass after lapses   ", T0 + WINDOW + timedelta(minutes=1))
+    with engine.connect() as conn:
+        count = lambda table, *where: conn.scalar(  # noqa: E731
+            select(func.count()).select_from(table).where(*where))
+        print(f"rows: escalations={count(Escalation)}, audit lapsed="
+              f"{count(AuditEvent, AuditEvent.action == 'lapsed')}, audit warned="
+              f"{count(AuditEvent, AuditEvent.action == 'warned')}, warning notifications="
+              f"{count(Notification, Notification.event == 'warning')}, steps at level 1="
+              f"{count(Step, Step.level == 1)}")
+    clock.set_clock(None)
