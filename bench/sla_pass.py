@@ -38,7 +38,7 @@ def rss(field: str) -> float:
 
 with Bench("sla", args.pg, mode="normal") as bench:
     demo = bench.prepare()
-    from sqlalchemy import event, func, select
+    from sqlalchemy import create_engine, event, func, select, text
 
     from models.cases import Case, Escalation, Step
     from models.db import get_engine
@@ -84,6 +84,11 @@ with Bench("sla", args.pg, mode="normal") as bench:
         statements[0] += 1
         kinds[" ".join(sql.split()[:4])[:60]] += 1
     event.listen(engine, "before_cursor_execute", count_sql)
+    # Another writer, as a decision would be: a no-op update, on its own engine, of the step
+    # due first (the lapse pass claims it first). How long is it held up?
+    probe = create_engine(bench.url, connect_args={} if args.pg else {"timeout": 120})
+    with probe.connect() as conn:
+        first = conn.scalar(select(Step.id).join(Case).where(Case.number == f"BN-{N - 1:06d}"))
     manual = clock.ManualClock(T0)
     clock.set_clock(manual)
 
@@ -93,23 +98,36 @@ with Bench("sla", args.pg, mode="normal") as bench:
         Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM)
         before_rss, before_sql, done = rss("VmRSS"), statements[0], threading.Event()
         kinds.clear()
+        stall = [0.0]
 
         def progress() -> None:  # a long pass prints where it is every 10 s
             while not done.wait(10):
                 print(f"    ... {time.monotonic() - t0:.0f}s, "
                       f"{statements[0] - before_sql} SQL statements so far", flush=True)
-        threading.Thread(target=progress, daemon=True).start()
+
+        def writer() -> None:
+            while not done.wait(0.2):
+                w0 = time.monotonic()
+                with probe.begin() as conn:
+                    conn.execute(text("UPDATE steps SET breached = breached WHERE id = :id"),
+                                 {"id": first})
+                stall[0] = max(stall[0], time.monotonic() - w0)
+        threads = [threading.Thread(target=f, daemon=True) for f in (progress, writer)]
+        for thread in threads:
+            thread.start()
         t0 = time.monotonic()
         result = sla.tick(start_pending=False)
         took = time.monotonic() - t0
         done.set()
+        threads[1].join()
         sql = statements[0] - before_sql
         work = result.lapsed + result.warned
         rate = f"{work / took:,.0f} steps/s, " if work else ""
         per = f" ({sql / work:.1f} per step)" if work else ""
         print(f"{label}: {took:.3f}s, lapsed={result.lapsed} warned={result.warned}, {rate}"
               f"{sql} SQL statements{per}, peak RSS {rss('VmHWM'):.0f} MiB "
-              f"(+{rss('VmHWM') - before_rss:.0f} over {before_rss:.0f})", flush=True)
+              f"(+{rss('VmHWM') - before_rss:.0f} over {before_rss:.0f}), a write to the "
+              f"earliest-due step waited up to {stall[0]:.2f}s", flush=True)
         if work:
             print("      most frequent: " + "; ".join(f"{n}x {k}" for k, n in kinds.most_common(5)))
 

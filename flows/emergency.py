@@ -19,8 +19,8 @@ def emergency(case_id: int, number: str) -> str:
         # Start the plan within 10 minutes, around the clock; silence climbs the chain.
         ask(case_id, "activate#1", "activate", "cs_supervisor")
         # Fan out at once: every department acknowledges on its own window, in any order.
-        acks = [open_step(case_id, f"acknowledge-{d['role']}#1", "acknowledge", d["role"], None)
-                for d in case["fanout"]]
+        acks = [open_step(case_id, f"acknowledge-{d['role']}#1", "acknowledge", d["role"], None,
+                          {"duty": d["duty"]}) for d in case["fanout"]]
         tell_residents(case_id, "activated", key="activated")
         keep_residents_informed(case_id, acks)
 

@@ -77,6 +77,7 @@ def step_context(session: Session, step: Step, lang: str) -> dict[str, Any]:
         step_label=labels.label(labels.STEPS, step.kind, lang),
         due=local(step.due_at),
         calendar_label=labels.label(labels.CALENDARS, step.calendar, lang),
+        duty=(step.context or {}).get("duty", ""),
     )
     return ctx
 

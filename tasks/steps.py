@@ -18,12 +18,13 @@ from propflow.errors import PropflowError
 
 
 @task(name="open-step", cache_policy=NO_CACHE, task_run_name="open-step {key}")
-def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | None) -> int:
+def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | None,
+              context: dict[str, Any] | None = None) -> int:
     with unit_of_work() as session:
         case = session.get(Case, case_id)
         assert case is not None
         return steps.open_step(session, case=case, key=key, kind=kind, role=role,
-                               assignee_id=assignee_id, now=now()).id
+                               assignee_id=assignee_id, now=now(), context=context).id
 
 
 @task(name="read-steps", cache_policy=NO_CACHE)

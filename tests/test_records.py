@@ -65,7 +65,8 @@ CONTEXT = dict(
     step_label="接单", due="2026-11-24 09:30", calendar_label="工作时间", percent=80,
     next_role_label="客服主管", role_label="客服主管", level=1, lapsed="2026-11-24 09:30",
     assignee="吴刚", technician="吴刚", eta="10:00", diagnosis="灯管坏", charge="50",
-    outcome_label="已完成",
+    outcome_label="已完成", duty="关闭燃气总阀", first_responder="王芳", location="1号楼",
+    resolution="减免", result="已处理", compensation="200", message="已恢复"
 )
 
 
