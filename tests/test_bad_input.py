@@ -291,7 +291,9 @@ def test_fixed_policy_file_is_read_again(demo, env, tmp_path):
     env("PROPFLOW_POLICY", str(path))
     refused(["check"], "procedures.repair.steps.accept.high.window")
     shutil.copyfile(DEMO_POLICY, path)
-    assert ok(["check"]) == {"policy": str(path), "procedures": ["repair"], "ok": True}
+    checked = ok(["check"])
+    assert checked["ok"] is True and checked["policy"] == str(path)
+    assert checked["procedures"] == ["complaint", "emergency", "repair"]
 
 
 # --- database ----------------------------------------------------------------------------------

@@ -167,3 +167,22 @@ def test_decision_typed_into_the_prefect_ui_is_recorded_as_override(demo, clock)
     assert complete["decision"]["channel"] == "prefect_ui"
     assert complete["decision"]["override"] is True
     assert complete["decision"]["values"]["diagnosis"] == "插座烧坏"
+
+
+def test_waiting_step_shows_its_form_under_a_summary_in_the_prefect_ui(demo, clock):
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.input import keyset_from_paused_state
+
+    run = RepairRun(demo, clock)
+    step = run.step("accept#1")
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(run.flow_run_id())).state
+        keyset = keyset_from_paused_state(state)
+        summary = client.read_flow_run_input(UUID(run.flow_run_id()), keyset["description"])
+        schema = client.read_flow_run_input(UUID(run.flow_run_id()), keyset["schema"])
+    assert run.number in summary and "接单" in summary and "楼道灯不亮" in summary
+    assert f"propflow steps decide {step['id']}" in summary
+    for field in ("as_staff", "eta", "note", "reassign_to"):
+        assert f'"{field}"' in schema

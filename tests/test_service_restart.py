@@ -124,3 +124,26 @@ def test_lapse_while_suspended_escalates_inside_the_case_run(service, demo):
     shown = app.show_case(case["number"])
     assert shown["steps"][0]["escalations"][0]["to_role"] == "cs_supervisor"
     until("the run to suspend again", lambda: _state(case["flow_run_id"]) == "Suspended")
+
+
+def test_served_emergency_fans_out_across_replays(service, demo):
+    """Suspended between every decision, the run replays its fan-out wait from the record."""
+    service.start()
+    case = app.report_emergency(kind="fire", community="YGHY", location="2号楼地库",
+                                reporter="保安", buildings=["1"])
+    number = case["number"]
+    step_id = until("activate#1", lambda: _waiting(number, "activate#1"))
+    app.decide(step_id, demo["by_role"]["cs_supervisor"], {})
+    keys = ["acknowledge-security#1", "acknowledge-tech_supervisor#1", "acknowledge-pr#1"]
+    for key in reversed(keys):
+        step_id = until(key, lambda key=key: _waiting(number, key))
+        until("the run to suspend", lambda: _state(case["flow_run_id"]) == "Suspended")
+        app.decide(step_id, demo["by_role"][key.split("-", 1)[1].split("#")[0]], {})
+    step_id = until("resolve#1", lambda: _waiting(number, "resolve#1"))
+    app.decide(step_id, demo["by_role"]["cs_supervisor"],
+               {"summary": "已扑灭", "cause": "电线短路"})
+    until("incident_report#1", lambda: _waiting(number, "incident_report#1"))
+    events = [n["event"] for n in app.list_notifications(number)]
+    assert events.count("activated") >= 2 and "resolved" in events  # summary row + household
+    shown = app.show_case(number)
+    assert {s["key"]: s["status"] for s in shown["steps"]}["update#1"] == "cancelled"
