@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -37,15 +37,23 @@ class CompleteForm(Form):
     charge: Decimal = Field(Decimal("0"), ge=0, description="收费（元）")
 
 
-class OwnerAcceptanceForm(Form):
-    accepted: bool = Field(description="业主是否验收通过")
-    reason: str = ""
+class AnswerForm(Form):
+    """A yes/no answer where a no must say why."""
+
+    answer: ClassVar[str] = "accepted"
+    refusal: ClassVar[str] = "不通过验收"
 
     @model_validator(mode="after")
-    def _reason_when_refused(self) -> OwnerAcceptanceForm:
-        if not self.accepted and not self.reason:
-            raise ValueError("reason: 不通过验收时必须填写原因 (required when accepted=false)")
+    def _reason_when_no(self) -> AnswerForm:
+        if not getattr(self, self.answer) and not getattr(self, "reason", ""):
+            raise ValueError(f"reason: {self.refusal}时必须填写原因 "
+                             f"(required when {self.answer}=false)")
         return self
+
+
+class OwnerAcceptanceForm(AnswerForm):
+    accepted: bool = Field(description="业主是否验收通过")
+    reason: str = ""
 
 
 class ReinspectionForm(Form):
@@ -76,15 +84,11 @@ class InvestigateForm(Form):
     exception: bool = Field(False, description="是否需要特殊处理（例外）")
 
 
-class ApprovalForm(Form):
+class ApprovalForm(AnswerForm):
+    answer: ClassVar[str] = "approved"
+    refusal: ClassVar[str] = "不批准"
     approved: bool = Field(description="是否批准")
     reason: str = ""
-
-    @model_validator(mode="after")
-    def _reason_when_refused(self) -> ApprovalForm:
-        if not self.approved and not self.reason:
-            raise ValueError("reason: 不批准时必须填写原因 (required when approved=false)")
-        return self
 
 
 class ResultForm(Form):
@@ -93,6 +97,8 @@ class ResultForm(Form):
 
 class FeedbackForm(OwnerAcceptanceForm):
     """The first responder records whether the complainant accepts the result."""
+
+    refusal: ClassVar[str] = "投诉人不接受结果"
 
 
 class UpdateForm(Form):
