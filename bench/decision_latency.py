@@ -63,8 +63,8 @@ with Bench("decision", args.pg) as bench:
         if i % 5 == 0 or i == len(cases):
             print(f"  served: {i}/{len(cases)} decided, last {served[-1]:.2f}s", flush=True)
         # Let the run suspend again before the next decision, so each is measured alone.
-        until("the run to suspend", lambda: flow_run_states({case["flow_run_id"]})
-              [case["flow_run_id"]] == "Suspended", timeout=120, every=0.2)
+        until("the run to suspend", lambda run_id=case["flow_run_id"]: flow_run_states(
+              {run_id})[run_id] == "Suspended", timeout=120, every=0.2)
     print(f"served (suspend/replay), PREFECT_RUNNER_POLL_FREQUENCY={args.poll}s: "
           f"{stats(served)}")
     os.killpg(serve.pid, signal.SIGKILL)  # in-process runs below need no service
