@@ -15,7 +15,7 @@ from models.db import unit_of_work
 from propflow import app, sla
 from propflow.clock import ManualClock
 
-WAIT = 90.0  # seconds a test waits for Prefect to reach a state before failing
+WAIT = 180.0  # seconds a test waits for Prefect to reach a state before failing
 
 
 def until(what: str, probe: Any, timeout: float = WAIT) -> Any:

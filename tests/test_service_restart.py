@@ -65,6 +65,12 @@ def service(demo, prefect_api, tmp_path, monkeypatch):  # type: ignore[no-untype
     svc = Service(env, tmp_path / "serve.log")
     yield svc
     svc.stop()
+    if svc.log.exists():  # shown by pytest only when the test failed
+        print("---- propflow serve log (tail) ----")
+        print(svc.log.read_text(errors="replace")[-6000:])
+        with unit_of_work() as session:
+            for number, run_id in session.execute(select(Case.number, Case.flow_run_id)):
+                print(f"{number}: run {run_id} {_state(run_id) if run_id else ''}")
 
 
 def _state(run_id: str) -> str:
@@ -133,6 +139,7 @@ def test_served_emergency_fans_out_across_replays(service, demo):
                                 reporter="保安", buildings=["1"])
     number = case["number"]
     step_id = until("activate#1", lambda: _waiting(number, "activate#1"))
+    until("the run to suspend", lambda: _state(case["flow_run_id"]) == "Suspended")
     app.decide(step_id, demo["by_role"]["cs_supervisor"], {})
     keys = ["acknowledge-security#1", "acknowledge-tech_supervisor#1", "acknowledge-pr#1"]
     for key in reversed(keys):
