@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from models import notices
 from models.cases import Case, Decision, Escalation, Step
@@ -122,15 +122,31 @@ class Lapse:
     escalation_id: int | None = None
 
 
-def claim_lapses(session: Session, now: datetime, worker: str) -> list[Lapse]:
-    """Claim every step past due, atomically: two clocks never take the same lapse."""
+def due_ids(session: Session, now: datetime) -> list[int]:
+    """Steps past due now, most overdue first: the snapshot one SLA pass works through."""
+    return list(session.scalars(select(Step.id).where(
+        Step.status == "waiting", Step.due_at <= now).order_by(Step.due_at, Step.id)))
+
+
+def warn_ids(session: Session, now: datetime) -> list[int]:
+    return list(session.scalars(select(Step.id).where(
+        Step.status == "waiting", Step.level == 0, Step.warn_at.is_not(None),
+        Step.warn_at <= now, Step.due_at > now).order_by(Step.warn_at, Step.id)))
+
+
+def _load(session: Session, ids: list[int]) -> list[Step]:
+    return list(session.scalars(select(Step).where(Step.id.in_(ids))
+                                .options(selectinload(Step.case)).order_by(Step.id)))
+
+
+def claim_lapses(session: Session, now: datetime, worker: str, ids: list[int]) -> list[Lapse]:
+    """Claim these steps' lapses, each atomically: two clocks never take the same lapse."""
     policy = get_policy()
     calendar = policy.business_calendar()
     claimed: list[Lapse] = []
-    late = session.scalars(
-        select(Step).where(Step.status == "waiting", Step.due_at <= now).order_by(Step.due_at)
-    )
-    for step in list(late):
+    for step in _load(session, ids):
+        if step.status != "waiting" or step.due_at > now:
+            continue  # decided, or claimed by another clock, since the snapshot
         chain = chain_of(step)
         if step.on_lapse == "expire":
             won = session.execute(
@@ -167,13 +183,11 @@ def claim_lapses(session: Session, now: datetime, worker: str) -> list[Lapse]:
     return claimed
 
 
-def claim_warnings(session: Session, now: datetime, worker: str) -> int:
+def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int]) -> int:
     """Tell the assignee once when a step has used its warning share of the window."""
     lang = get_policy().lang
     count = 0
-    for step in list(session.scalars(select(Step).where(
-            Step.status == "waiting", Step.level == 0, Step.warn_at.is_not(None),
-            Step.warn_at <= now, Step.due_at > now))):
+    for step in _load(session, ids):
         won = session.execute(
             update(Step).where(Step.id == step.id, Step.warn_at.is_not(None))
             .values(warn_at=None).execution_options(synchronize_session=False)).rowcount

@@ -30,12 +30,23 @@ class Pass:
     errors: list[str] = field(default_factory=list)
 
 
+BATCH = 200  # steps per transaction: a long pass must not hold the database for long
+
+
 def tick(*, start_pending: bool = True) -> Pass:
     result = Pass()
     at = now()
     with unit_of_work() as session:
-        lapses = steps.claim_lapses(session, at, WORKER)
-        result.warned = steps.claim_warnings(session, at, WORKER)
+        due, warn = steps.due_ids(session, at), steps.warn_ids(session, at)
+    lapses: list[steps.Lapse] = []
+    for chunk in _chunks(due):
+        with unit_of_work() as session:
+            lapses += steps.claim_lapses(session, at, WORKER, chunk)
+    for chunk in _chunks(warn):
+        with unit_of_work() as session:
+            result.warned += steps.claim_warnings(session, at, WORKER, chunk)
+    if len(due) + len(warn) > BATCH:
+        log.info("SLA pass: %d lapsed, %d warned", len(lapses), result.warned)
     result.lapsed = len(lapses)
     for lapse in lapses:
         if runs.wake(lapse.flow_run_id):
@@ -46,6 +57,10 @@ def tick(*, start_pending: bool = True) -> Pass:
     if start_pending:
         result.started = start_pending_runs()
     return result
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i:i + BATCH] for i in range(0, len(ids), BATCH)]
 
 
 def _mark_woken(escalation_id: int | None) -> None:
