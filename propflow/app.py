@@ -9,12 +9,10 @@ from sqlalchemy import select
 from models import complaint, directory, emergency, lifecycle, notices, repair, steps
 from models.cases import Case, Step
 from models.db import unit_of_work
-from models.org import Staff, Unit
+from models.org import Unit
 from models.outbox import AuditEvent, Notification
-from notifications import labels
 from propflow import runs
 from propflow.clock import now
-from propflow.errors import PropflowError
 
 
 def _open(opener: Any, start_run: bool, **fields: Any) -> dict[str, Any]:
@@ -137,19 +135,3 @@ def list_notifications(case: str | None = None) -> list[dict[str, Any]]:
     with unit_of_work() as session:
         case_id = directory.case(session, case).id if case else None
         return notification_rows(session, case_id)
-
-
-def role_label(role: str) -> str:
-    return labels.role(role, "zh-CN")
-
-
-def staff_rows() -> list[dict[str, Any]]:
-    with unit_of_work() as session:
-        return [{"id": p.id, "name": p.name, "role": r.role, "role_label": role_label(r.role),
-                 "community": r.community_id, "skills": p.skills, "email": p.email}
-                for p in session.scalars(select(Staff).order_by(Staff.id)) for r in p.roles]
-
-
-def require(condition: bool, message: str, field: str) -> None:
-    if not condition:
-        raise PropflowError(message, field=field)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import select
 
@@ -27,7 +27,6 @@ class Pass:
     woken: int = 0
     redelivered: int = 0
     started: int = 0
-    errors: list[str] = field(default_factory=list)
 
 
 BATCH = 200  # steps per transaction: a long pass must not hold the database for long
