@@ -83,7 +83,6 @@ class Procedure(_Strict):
     high_keywords: list[str] = []
     categories: dict[str, Category] = {}
     kinds: dict[str, Kind] = {}
-    update_every: Duration | None = None
     steps: dict[str, dict[str, WindowRule]]
 
 
