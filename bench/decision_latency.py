@@ -4,6 +4,8 @@
 Served (`propflow serve`): the run is suspended, so a decision means resume -> the runner's
 next poll -> a new process -> the flow body replays -> the next step. In-process (a flow in a
 thread, `pause_flow_run`): the paused run notices the resume at its next poll and goes on.
+Each decision is made at a random moment (0..max poll s after the step opened), as a
+person's would be, so neither loop's phase biases the figures.
 
     .venv/bin/python bench/decision_latency.py [--cases 20] [--poll 2] [--pause-poll 2.0]
                                                [--pg] [--no-inprocess]
@@ -13,9 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
+import statistics
 import sys
 import time
+from datetime import UTC, datetime
+from uuid import UUID
 
 from common import Bench, flow_run_states, stats, step_status, until, waiting
 
@@ -31,16 +37,34 @@ CASE = dict(category="public_area", priority="medium", reporter="业主张三",
             phone="13800138000", description="楼道灯不亮")
 
 
-def latency(number: str) -> float:
+def latency(number: str) -> tuple[float, datetime, datetime]:
     """Decide accept#1 as its assignee; seconds until complete#1 is waiting (DB every 20 ms)."""
     from propflow import app
 
+    # A person decides at a random moment, not in step with any poll loop.
+    time.sleep(random.uniform(0, max(args.poll, args.pause_poll)))
     step_id, _, assignee = step_status(number, "accept#1")  # type: ignore[misc]
+    before = datetime.now(UTC)
     app.decide(step_id, assignee, {"note": "bench"})
-    t0 = time.monotonic()
+    t0, decided = time.monotonic(), datetime.now(UTC)
     until(f"complete#1 of {number}", lambda: waiting(number, "complete#1"), timeout=120,
           every=0.02)
-    return time.monotonic() - t0
+    return time.monotonic() - t0, before, decided
+
+
+def phases(run_id: str, before: datetime, decided: datetime,
+           total: float) -> tuple[float, float, float]:
+    """A served decision's time from the run's state history: until the runner picked the
+    resumed run up (Pending; may precede decide() returning), until its new process ran the
+    flow (Running), then the replay up to complete#1."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        states = [s for s in client.read_flow_run_states(UUID(run_id)) if s.timestamp >= before]
+    pending = next(s.timestamp for s in states if s.type.value == "PENDING")
+    running = next(s.timestamp for s in states if s.type.value == "RUNNING")
+    return ((pending - decided).total_seconds(), (running - pending).total_seconds(),
+            total - (running - decided).total_seconds())
 
 
 with Bench("decision", args.pg) as bench:
@@ -57,9 +81,11 @@ with Bench("decision", args.pg) as bench:
     until("every accept#1 waiting and every run Suspended", lambda: all(
         waiting(c["number"], "accept#1") for c in cases) and set(
         flow_run_states(runs).values()) == {"Suspended"}, timeout=600, every=1)
-    served = []
+    served, parts = [], []
     for i, case in enumerate(cases, 1):
-        served.append(latency(case["number"]))
+        took, before, decided = latency(case["number"])
+        served.append(took)
+        parts.append(phases(case["flow_run_id"], before, decided, took))
         if i % 5 == 0 or i == len(cases):
             print(f"  served: {i}/{len(cases)} decided, last {served[-1]:.2f}s", flush=True)
         # Let the run suspend again before the next decision, so each is measured alone.
@@ -67,6 +93,9 @@ with Bench("decision", args.pg) as bench:
               {run_id})[run_id] == "Suspended", timeout=120, every=0.2)
     print(f"served (suspend/replay), PREFECT_RUNNER_POLL_FREQUENCY={args.poll}s: "
           f"{stats(served)}")
+    pickup, start, replay = (statistics.median(p) for p in zip(*parts, strict=True))
+    print(f"  medians: runner pick-up {pickup:.2f}s + process start {start:.2f}s + "
+          f"replay to complete#1 {replay:.2f}s")
     os.killpg(serve.pid, signal.SIGKILL)  # in-process runs below need no service
     serve.wait(10)
 
@@ -80,7 +109,7 @@ with Bench("decision", args.pg) as bench:
         for i in range(args.cases):
             run = RepairRun(demo, None, unit=demo["units"][i % len(demo["units"])])  # type: ignore[arg-type]
             run.step("accept#1")  # the step is waiting and the run is Paused
-            inproc.append(latency(run.number))
+            inproc.append(latency(run.number)[0])
             paused_runs.append(run)  # left paused on complete#1; daemon threads end with us
             if (i + 1) % 5 == 0 or i + 1 == args.cases:
                 print(f"  in-process: {i + 1}/{args.cases} decided, last {inproc[-1]:.2f}s",

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import threading
 import time
+from collections import Counter
+from datetime import UTC, datetime
 
 from common import Bench, flow_run_states, tree, until
 
@@ -54,7 +56,7 @@ with Bench("waiting", args.pg) as bench:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
 
-    t0 = time.monotonic()
+    t0, wall0 = time.monotonic(), datetime.now(UTC)
     runs: set[str] = set()
     for i in range(args.cases):
         case = app.open_repair(unit=demo["units"][i % len(demo["units"])],
@@ -73,20 +75,23 @@ with Bench("waiting", args.pg) as bench:
 
     progress = {"next": time.monotonic()}
     times: dict[str, float] = {}
+    failed: list[str] = []
 
     def all_there() -> bool:
+        """Every run Suspended on accept#1, or ended in failure (counted, reported below)."""
         n_wait = waiting_steps()
         if n_wait >= args.cases and "waiting" not in times:
             times["waiting"] = time.monotonic() - t0
         states = flow_run_states(runs)
         n_susp = sum(s == "Suspended" for s in states.values())
+        failed[:] = [r for r, s in states.items() if s in ("Failed", "Crashed")]
         if time.monotonic() >= progress["next"]:
             progress["next"] += 10
             count, rss = tree(serve.pid)
             print(f"  t+{time.monotonic() - t0:5.0f}s: accept#1 waiting {n_wait}/{args.cases}, "
-                  f"Suspended {n_susp}/{args.cases}, serve tree {count} procs {rss:.0f} MiB",
-                  flush=True)
-        return n_wait >= args.cases and n_susp == args.cases
+                  f"Suspended {n_susp}/{args.cases}, failed {len(failed)}, serve tree {count} "
+                  f"procs {rss:.0f} MiB", flush=True)
+        return n_wait >= n_susp and n_susp + len(failed) == args.cases
     until(f"{args.cases} waiting and Suspended", all_there, timeout=1800, every=1)
     times["suspended"] = time.monotonic() - t0
     # Suspension is reported before the run's process has exited: give them a moment.
@@ -101,9 +106,24 @@ with Bench("waiting", args.pg) as bench:
           f"{'PostgreSQL' if args.pg else 'SQLite'}:")
     print(f"opened {args.cases} cases (each creates its flow run) in {opened:.1f}s "
           f"({args.cases / opened:.1f}/s)")
-    print(f"all accept#1 waiting after {times['waiting']:.1f}s; "
-          f"all runs Suspended after {times['suspended']:.1f}s")
-    print(f"serve tree right when all were Suspended: {at_suspended} processes")
+    if failed:
+        from uuid import UUID
+
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            ends = [client.read_flow_run(UUID(r)).state for r in failed]
+        why = Counter((state.message or "")[:150] for state in ends)
+        at = sorted((state.timestamp - wall0).total_seconds() for state in ends)
+        print(f"FAILED: {len(failed)}/{args.cases} runs never reached accept#1 (they failed "
+              f"between t+{at[0]:.0f}s and t+{at[-1]:.0f}s; opening ended at t+{opened:.0f}s); "
+              f"all the rest were Suspended after {times['suspended']:.1f}s. Reasons:")
+        for message, n in why.most_common():
+            print(f"  {n}x {message}")
+    else:
+        print(f"all accept#1 waiting after {times['waiting']:.1f}s; "
+              f"all runs Suspended after {times['suspended']:.1f}s")
+    print(f"serve tree right when the last run suspended: {at_suspended} processes")
     show(f"serve tree after settling ({time.monotonic() - settle:.1f}s later)", serve.pid)
     print(f"serve tree peak while starting: {peak['count']} processes, "
           f"{peak['rss']:.0f} MiB RSS")
