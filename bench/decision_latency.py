@@ -36,6 +36,17 @@ args = parser.parse_args()
 CASE = dict(category="public_area", priority="medium", reporter="业主张三",
             phone="13800138000", description="楼道灯不亮")
 
+calls: list[tuple[float, bool]] = []  # how long decide() itself took, and whether it woke
+wakes: list[float] = []  # of which the wake (resume_flow_run), timed by wrapping runs.wake
+
+
+def timed_wake(run_id: str | None) -> bool:
+    w0 = time.monotonic()
+    try:
+        return real_wake(run_id)
+    finally:
+        wakes.append(time.monotonic() - w0)
+
 
 def latency(number: str) -> tuple[float, datetime, datetime]:
     """Decide accept#1 as its assignee; seconds until complete#1 is waiting (DB every 20 ms)."""
@@ -44,9 +55,10 @@ def latency(number: str) -> tuple[float, datetime, datetime]:
     # A person decides at a random moment, not in step with any poll loop.
     time.sleep(random.uniform(0, max(args.poll, args.pause_poll)))
     step_id, _, assignee = step_status(number, "accept#1")  # type: ignore[misc]
-    before = datetime.now(UTC)
-    app.decide(step_id, assignee, {"note": "bench"})
+    before, d0 = datetime.now(UTC), time.monotonic()
+    delivered = app.decide(step_id, assignee, {"note": "bench"})["delivered"]
     t0, decided = time.monotonic(), datetime.now(UTC)
+    calls.append((t0 - d0, delivered))
     until(f"complete#1 of {number}", lambda: waiting(number, "complete#1"), timeout=120,
           every=0.02)
     return time.monotonic() - t0, before, decided
@@ -71,16 +83,18 @@ with Bench("decision", args.pg) as bench:
     os.environ["PROPFLOW_PAUSE_POLL_SECONDS"] = str(args.pause_poll)
     bench.prefect_server()
     demo = bench.prepare()
-    from propflow import app
+    from propflow import app, runs
+
+    real_wake, runs.wake = runs.wake, timed_wake
 
     # --- served: open every case, let all suspend on accept#1, then decide one at a time.
     serve = bench.serve(args.poll)
     cases = [app.open_repair(unit=demo["units"][i % len(demo["units"])], **CASE)
              for i in range(args.cases)]
-    runs = {c["flow_run_id"] for c in cases}
+    run_ids = {c["flow_run_id"] for c in cases}
     until("every accept#1 waiting and every run Suspended", lambda: all(
         waiting(c["number"], "accept#1") for c in cases) and set(
-        flow_run_states(runs).values()) == {"Suspended"}, timeout=600, every=1)
+        flow_run_states(run_ids).values()) == {"Suspended"}, timeout=600, every=1)
     served, parts = [], []
     for i, case in enumerate(cases, 1):
         took, before, decided = latency(case["number"])
@@ -93,6 +107,10 @@ with Bench("decision", args.pg) as bench:
               {run_id})[run_id] == "Suspended", timeout=120, every=0.2)
     print(f"served (suspend/replay), PREFECT_RUNNER_POLL_FREQUENCY={args.poll}s: "
           f"{stats(served)}")
+    took = [c for c, _ in calls]
+    print(f"  decide() itself: median {statistics.median(took):.2f}s, max {max(took):.2f}s, "
+          f"of which the wake median {statistics.median(wakes):.2f}s, max {max(wakes):.2f}s; "
+          f"woke the run {sum(d for _, d in calls)}/{len(calls)} times")
     pickup, start, replay = (statistics.median(p) for p in zip(*parts, strict=True))
     print(f"  medians: runner pick-up {pickup:.2f}s + process start {start:.2f}s + "
           f"replay to complete#1 {replay:.2f}s")
