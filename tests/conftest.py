@@ -26,6 +26,7 @@ from sqlalchemy import text  # noqa: E402
 from models.db import Base, dispose_engines, get_engine, upgrade  # noqa: E402
 from propflow import clock as clock_module  # noqa: E402
 from propflow.settings import reset_settings  # noqa: E402
+from tests.servekit import service  # noqa: E402, F401
 from tests.servers import http_receiver, smtp_server  # noqa: E402, F401
 
 PG_ADMIN = os.environ.get("PROPFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
