@@ -32,6 +32,13 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The start of its run is claimed (replicas never start one twice), then supervised.
+    run_claimed_by: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    run_claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    run_state: Mapped[str | None] = mapped_column(String(30), nullable=True)
+    run_restarts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    run_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    run_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     steps: Mapped[list[Step]] = relationship(
         back_populates="case", order_by="Step.id", lazy="selectin"
     )

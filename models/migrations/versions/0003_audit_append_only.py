@@ -1,0 +1,48 @@
+"""audit trail append-only in the database itself
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-26 15:40:00
+
+The ORM refuses changes to audit rows, but a raw statement or a bulk update bypasses it:
+the database refuses UPDATE and DELETE on audit_events for everyone.
+"""
+
+from alembic import op
+
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+MESSAGE = "audit_events is append-only"
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"""
+            CREATE FUNCTION audit_events_append_only() RETURNS trigger AS $$
+            BEGIN
+                RAISE EXCEPTION '{MESSAGE}' USING ERRCODE = 'insufficient_privilege';
+            END;
+            $$ LANGUAGE plpgsql
+        """)
+        op.execute("""
+            CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events
+            FOR EACH ROW EXECUTE FUNCTION audit_events_append_only()
+        """)
+    else:
+        for verb in ("UPDATE", "DELETE"):
+            op.execute(f"""
+                CREATE TRIGGER audit_events_no_{verb.lower()} BEFORE {verb} ON audit_events
+                BEGIN SELECT RAISE(ABORT, '{MESSAGE}'); END
+            """)
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER audit_events_append_only ON audit_events")
+        op.execute("DROP FUNCTION audit_events_append_only()")
+    else:
+        for verb in ("update", "delete"):
+            op.execute(f"DROP TRIGGER audit_events_no_{verb}")
