@@ -9,23 +9,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.db import Base
 
-ROLES = {
-    "csr": "客服专员",
-    "steward": "片区管家",
-    "cs_supervisor": "客服主管",
-    "cs_director": "客服主任",
-    "project_manager": "项目经理",
-    "company_cs": "公司客服中心",
-    "dispatcher": "维修调度员",
-    "technician": "维修工",
-    "tech_supervisor": "技术主管",
-    "security": "秩序维护部",
-    "cleaning": "环境部",
-    "pr": "行政公关部",
-    "hr": "人力资源部",
-    "vendor": "外包服务商",
-    "developer_warranty": "地产保修中心",
-}
+# The vocabulary lives where the policy check can read it without the models.
+from propflow.roles import ROLES  # noqa: F401
 
 
 class Company(Base):

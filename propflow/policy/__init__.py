@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import time, timedelta
-from functools import lru_cache
+import hashlib
+import logging
+import time as wall
+from dataclasses import dataclass, replace
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -19,10 +23,13 @@ from pydantic import (
 )
 
 from propflow.errors import PropflowError
+from propflow.procedures import PRIORITIES, PRIORITISED, STEPS
+from propflow.roles import ROLES
 from propflow.settings import get_settings
 from propflow.workdays import BusinessCalendar, parse_window
 
 CalendarKind = Literal["24x7", "business"]
+log = logging.getLogger(__name__)
 
 
 class _Strict(BaseModel):
@@ -36,6 +43,18 @@ def _duration(value: Any) -> timedelta:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+def _date(value: Any) -> date:
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value
+    try:
+        return date.fromisoformat(str(value))
+    except ValueError:
+        raise ValueError("不是有效日期；expected a date such as 2026-10-01") from None
+
+
+Day = Annotated[date, BeforeValidator(_date)]
 
 
 class WindowRule(_Strict):
@@ -98,8 +117,8 @@ class BusinessHours(_Strict):
 
 
 class CalendarOverrides(_Strict):
-    extra_workdays: list[Any] = []
-    extra_holidays: list[Any] = []
+    extra_workdays: list[Day] = []
+    extra_holidays: list[Day] = []
 
 
 class Policy(_Strict):
@@ -114,16 +133,11 @@ class Policy(_Strict):
     procedures: dict[str, Procedure]
 
     def business_calendar(self) -> BusinessCalendar:
-        from datetime import date
-
-        def dates(items: list[Any]) -> list[date]:
-            return [d if isinstance(d, date) else date.fromisoformat(str(d)) for d in items]
-
         return BusinessCalendar(
             tz=self.timezone, day_start=self.business_hours.start,
             day_end=self.business_hours.end,
-            extra_workdays=dates(self.calendar.extra_workdays),
-            extra_holidays=dates(self.calendar.extra_holidays),
+            extra_workdays=self.calendar.extra_workdays,
+            extra_holidays=self.calendar.extra_holidays,
         )
 
     def rule(self, procedure: str, step: str, priority: str | None) -> WindowRule:
@@ -146,7 +160,14 @@ class Policy(_Strict):
 
 
 def _where(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc if not str(p).startswith("function-"))
+    """procedures.repair.steps.accept.chain[1]: list positions in brackets."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).startswith("function-"):
+            out += f".{part}" if out else str(part)
+    return out
 
 
 def _keys_at(loc: tuple[Any, ...]) -> list[str]:
@@ -166,13 +187,39 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
 
 
-def load_policy(path: Path | str) -> Policy:
-    path = Path(path)
+class _Loader(yaml.SafeLoader):
+    """YAML that leaves a date it cannot build (2026-02-30) as text, for the check to name."""
+
+
+def _timestamp(loader: _Loader, node: yaml.Node) -> Any:
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.SafeLoader.construct_yaml_timestamp(loader, node)  # type: ignore[arg-type]
+    except ValueError:
+        return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
     except FileNotFoundError as exc:
         raise PropflowError(f"策略文件 {path} 不存在；expected the path of a YAML policy "
                             "file in PROPFLOW_POLICY", field="PROPFLOW_POLICY") from exc
+
+
+def load_policy(path: Path | str) -> Policy:
+    path = Path(path)
+    return _parse(path, _read(path))
+
+
+def _parse(path: Path, data: bytes) -> Policy:
+    try:
+        raw = yaml.load(data.decode("utf-8"), Loader=_Loader)  # noqa: S506 (a safe loader)
+    except UnicodeDecodeError as exc:
+        raise PropflowError(f"策略文件 {path}：不是 UTF-8 文本；expected a UTF-8 YAML file",
+                            field="policy") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"第 {mark.line + 1} 行第 {mark.column + 1} 列" if mark else ""
@@ -194,6 +241,7 @@ def load_policy(path: Path | str) -> Policy:
             msg = f"未知的键 (unknown key)；expected one of {_keys_at(err['loc'])}"
         raise PropflowError(f"策略文件 {path}：键 {key}：{msg}{got_text}", field=key) from exc
     _check_channels(path, policy)
+    _check_meaning(path, policy)
     return policy
 
 
@@ -214,15 +262,155 @@ def _check_channels(path: Path, policy: Policy) -> None:
                     f"expected one of {sorted(policy.channels)}", field=f"routes.{event}")
 
 
-@lru_cache
-def _cached(path: str, mtime: float) -> Policy:
-    return load_policy(path)
+def _refuse(path: Path, key: str, message: str) -> PropflowError:
+    return PropflowError(f"策略文件 {path}：键 {key}：{message}", field=key)
+
+
+def check_roles(path: Path, key: str, roles: list[str]) -> None:
+    """A chain names at least one role (else nobody is told), and every role exists."""
+    if not roles:
+        raise _refuse(path, key, "升级链为空；expected at least one role, e.g. "
+                                 "[cs_supervisor, project_manager, company_cs]")
+    for i, role in enumerate(roles):
+        check_role(path, f"{key}[{i}]", role)
+
+
+def check_role(path: Path, key: str, role: str) -> None:
+    if role not in ROLES:
+        raise _refuse(path, key, f"未知的角色 {role!r}；expected one of {sorted(ROLES)}")
+
+
+def _check_role_keys(path: Path, key: str, roles: dict[str, Any]) -> None:
+    for role in roles:
+        if role not in ROLES:
+            raise _refuse(path, f"{key}.{role}", f"未知的角色 (unknown role)；expected one of "
+                                                 f"{sorted(ROLES)}")
+
+
+def _check_meaning(path: Path, policy: Policy) -> None:
+    """What the schema alone cannot see: names that must exist, orders that must hold."""
+    try:
+        ZoneInfo(policy.timezone)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: 'Asia' is a folder
+        raise _refuse(path, "timezone", f"未知的时区 {policy.timezone!r}；expected an IANA "
+                                        "time zone such as Asia/Shanghai") from None
+    hours = policy.business_hours
+    if hours.start >= hours.end:
+        raise _refuse(path, "business_hours", f"上班时间 {hours.start:%H:%M} 不早于下班时间 "
+                      f"{hours.end:%H:%M}；expected start before end within one day, "
+                      "e.g. {start: '08:30', end: '17:30'}")
+    check_roles(path, "escalation.chain", policy.escalation.chain)
+    _check_role_keys(path, "escalation.windows", policy.escalation.windows)
+    for name in STEPS:
+        if name not in policy.procedures:
+            raise _refuse(path, f"procedures.{name}", f"缺少流程 {name} 的配置；expected its "
+                          f"prefix and a window for each of its steps {list(STEPS[name])}")
+    for name, proc in policy.procedures.items():
+        _check_procedure(path, name, proc)
+
+
+def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
+    at = f"procedures.{name}"
+    if name not in STEPS:
+        raise _refuse(path, at, f"未知的流程 (no flow runs it)；expected one of {sorted(STEPS)}")
+    if proc.chain is not None:
+        check_roles(path, f"{at}.chain", proc.chain)
+    _check_role_keys(path, f"{at}.level_windows", proc.level_windows)
+    for key, category in proc.categories.items():
+        if category.department is not None:
+            check_role(path, f"{at}.categories.{key}.department", category.department)
+    for key, kind in proc.kinds.items():
+        for i, duty in enumerate(kind.fanout):
+            check_role(path, f"{at}.kinds.{key}.fanout[{i}].role", duty.role)
+    asked = STEPS[name]
+    for step in asked:
+        if step not in proc.steps:
+            raise _refuse(path, f"{at}.steps.{step}", f"缺少步骤 {step} 的时限；expected a "
+                          f"window for every step the {name} flow asks for: {list(asked)}")
+    for step, rules in proc.steps.items():
+        if step not in asked:
+            raise _refuse(path, f"{at}.steps.{step}", f"未知的步骤 (the {name} flow never asks "
+                          f"for it)；expected one of {list(asked)}")
+        _check_rules(path, f"{at}.steps.{step}", rules, prioritised=name in PRIORITISED)
+
+
+def _check_rules(path: Path, at: str, rules: dict[str, WindowRule], *, prioritised: bool) -> None:
+    """Match Policy.rule(): the case's priority, else `default`, else the only rule there is."""
+    for key, rule in rules.items():
+        if key != "default" and key not in PRIORITIES:
+            raise _refuse(path, f"{at}.{key}", "未知的优先级 (unknown priority)；expected one "
+                          f"of {['default', *PRIORITIES]}")
+        if rule.chain is not None:
+            check_roles(path, f"{at}.{key}.chain", rule.chain)
+    if "default" in rules:
+        return
+    if prioritised:
+        for priority in PRIORITIES:
+            if priority not in rules:
+                raise _refuse(path, f"{at}.{priority}", f"缺少优先级 {priority} 的时限；"
+                              f"expected default or each of {list(PRIORITIES)}")
+    elif len(rules) != 1:
+        raise _refuse(path, f"{at}.default", "缺少 default 时限 (this procedure has no "
+                      "priorities)；expected a default window, e.g. {default: {window: 30m}}")
+
+
+# A file changed less than this before it was read may change again within the same
+# filesystem timestamp tick: read it again next time rather than trust its mtime (racy git).
+_RACY_NS = 2_000_000_000
+
+
+@dataclass(frozen=True)
+class _Seen:
+    stat: tuple[int, int, int] | None
+    digest: str
+    racy: bool
+    error: PropflowError | None
+
+
+_seen: dict[str, _Seen] = {}
+_valid: dict[str, Policy] = {}
 
 
 def get_policy() -> Policy:
+    """The policy file as it is now; a running process re-reads it when it changes.
+
+    An invalid edit while the process runs keeps the last valid policy and logs the error
+    once (waiting cases keep their windows); `propflow check` and a fresh start refuse it.
+    """
     path = Path(get_settings().policy)
+    name = str(path)
     try:
-        mtime = path.stat().st_mtime
+        st = path.stat()
+        stat: tuple[int, int, int] | None = (st.st_mtime_ns, st.st_size, st.st_ino)
     except FileNotFoundError:
-        mtime = 0.0
-    return _cached(str(path), mtime)
+        stat = None
+    seen = _seen.get(name)
+    if seen is None or seen.stat != stat or seen.racy:
+        seen = _seen[name] = _reload(path, stat, seen)
+    if seen.error is not None and name not in _valid:
+        raise seen.error
+    return _valid[name]
+
+
+def _reload(path: Path, stat: tuple[int, int, int] | None, before: _Seen | None) -> _Seen:
+    # Wall time on purpose: it is compared with the file system's own timestamps.
+    racy = stat is not None and wall.time_ns() - stat[0] < _RACY_NS
+    try:
+        data = _read(path)
+    except PropflowError as exc:
+        return _refused(path, _Seen(stat, "", racy, exc), before)
+    digest = hashlib.sha256(data).hexdigest()
+    if before is not None and before.digest == digest:
+        return replace(before, stat=stat, racy=racy)
+    try:
+        _valid[str(path)] = _parse(path, data)
+    except PropflowError as exc:
+        return _refused(path, _Seen(stat, digest, racy, exc), before)
+    return _Seen(stat, digest, racy, None)
+
+
+def _refused(path: Path, seen: _Seen, before: _Seen | None) -> _Seen:
+    if str(path) in _valid and (before is None or before.digest != seen.digest):
+        log.error("策略文件已改动但无效，继续使用上一个有效版本 (keeping the last valid "
+                  "policy)：%s", seen.error.message if seen.error else "")
+    return seen
