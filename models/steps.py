@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,9 +19,12 @@ from models.outbox import audit
 from notifications import labels
 from propflow.errors import Conflict, Forbidden, PropflowError
 from propflow.policy import get_policy
+from propflow.roles import LAST_RESORT
 
 # Who may stand in for a role besides the escalation chain above it.
 SUPERVISORS = {"technician": {"tech_supervisor", "dispatcher"}, "owner": {"csr"}}
+
+log = logging.getLogger(__name__)
 
 
 def open_step(
@@ -208,20 +212,32 @@ def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int])
 
 
 def record_escalation(session: Session, escalation: Escalation, now: datetime) -> list[str]:
-    """Tell the level the lapse reached (done by the case's flow run); returns who was told."""
+    """Tell the level the lapse reached (done by the case's flow run); returns who was told.
+
+    A level that nobody active holds in the case's community passes the lapse on at once to
+    the next level of the chain that has someone, else to company_cs; the step climbs to
+    that level so whoever is told may decide. Audited and logged: never silent.
+    """
     step = escalation.step
     lang = get_policy().lang
     chain = chain_of(step)
-    to = notices.with_first_responder(
-        session, step.case, notices.role_recipients(session, step.case, escalation.to_role or ""))
+    role, level = escalation.to_role or "", escalation.level
+    reached = notices.role_recipients(session, step.case, role)
+    if not reached:
+        role, level, reached = _staffed_level(session, step, chain, escalation)
+        if escalation.handled_at is None:
+            _unstaffed(session, step, escalation, role if reached else None, level, now)
+    to = notices.with_first_responder(session, step.case, reached)
     assignee = session.get(Staff, step.assignee_id) if step.assignee_id else None
     ctx = notices.step_context(session, step, lang)
-    nxt = chain[escalation.level] if escalation.level < len(chain) else None
+    nxt = chain[level] if level < len(chain) else None
     ctx.update(
-        role_label=labels.role(escalation.to_role, lang), level=escalation.level,
+        role_label=labels.role(role, lang), level=level,
         lapsed=notices.local(escalation.lapsed_at),
         assignee=assignee.name if assignee else labels.role(step.role, lang),
         next_role_label=labels.role(nxt, lang),
+        unstaffed_role_label=labels.role(escalation.to_role, lang) if role != escalation.to_role
+        else "",
     )
     notices.tell(session, case=step.case, event="escalated", to=to,
                  key=f"escalation:{escalation.id}", now=now, **ctx)
@@ -231,6 +247,42 @@ def record_escalation(session: Session, escalation: Escalation, now: datetime) -
               step=step.key, level=escalation.level, to_role=escalation.to_role,
               told=[r.key for r in to])
     return [r.name for r in to]
+
+
+def _staffed_level(session: Session, step: Step, chain: list[str],
+                   escalation: Escalation) -> tuple[str, int, list[notices.Recipient]]:
+    """The first level above a vacant one that has someone: (role, level, recipients)."""
+    above = [(chain[i], i + 1) for i in range(escalation.level, len(chain))]
+    if LAST_RESORT not in chain[escalation.level - 1:]:
+        above.append((LAST_RESORT, max(len(chain), escalation.level)))
+    for role, level in above:
+        reached = notices.role_recipients(session, step.case, role)
+        if reached:
+            return role, level, reached
+    return escalation.to_role or "", escalation.level, []
+
+
+def _unstaffed(session: Session, step: Step, escalation: Escalation, told_role: str | None,
+               level: int, now: datetime) -> None:
+    case = step.case
+    audit(session, at=now, actor="flow", action="escalation_unstaffed", case_id=case.id,
+          step=step.key, level=escalation.level, role=escalation.to_role,
+          told_role=told_role, told_level=level if told_role else None)
+    if told_role is None:
+        log.error("%s %s 超时升级至 %s，但本项目及公司均无在职人员可通知 (nobody to tell)；"
+                  "expected staff holding a role of the chain", case.number, step.key,
+                  escalation.to_role)
+        return
+    log.warning("%s %s 超时升级至 %s，本项目无在职人员 (role vacant)；改为通知 %s（第 %s 级）",
+                case.number, step.key, escalation.to_role, told_role, level)
+    if level > escalation.level:  # whoever is told may decide at their own level, now
+        policy = get_policy()
+        due = policy.business_calendar().add(
+            escalation.lapsed_at, policy.level_window(told_role, case.procedure), step.calendar)
+        session.execute(
+            update(Step).where(Step.id == step.id, Step.level == escalation.level,
+                               Step.status == "waiting")
+            .values(level=level, due_at=due).execution_options(synchronize_session=False))
 
 
 def cancel(session: Session, step: Step, reason: str, now: datetime) -> None:

@@ -1,15 +1,18 @@
 """Escalations reach people: e-mail caught by a real SMTP server, a group bot by a real HTTP
-receiver; warnings before the breach; two SLA clocks never escalate the same lapse twice."""
+receiver; warnings before the breach; four SLA clocks never escalate the same lapse twice;
+a vacant level passes the lapse on, visibly."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from models.cases import Case, Escalation
 from models.db import unit_of_work
+from models.org import Staff, StaffRole
 from models.outbox import Notification
 from models.steps import open_step
 from notifications.delivery import deliver_due
@@ -115,19 +118,28 @@ def test_assignee_is_warned_once_at_eighty_percent(demo, clock):
 def test_two_sla_clocks_never_escalate_the_same_lapse_twice(demo, clock):
     steps = _open_accept_step(demo, clock, n=20)
     clock.advance(timedelta(hours=2))
-    results: list[int] = []
+    results: dict[str, int] = {}
+    errors: dict[str, BaseException] = {}
     barrier = threading.Barrier(4)
 
-    def replica() -> None:
-        barrier.wait()
-        results.append(sla.tick(start_pending=False).lapsed)
+    def replica(name: str) -> None:
+        # A thread's exception is otherwise only printed: keep it, so the test sees it.
+        try:
+            barrier.wait(timeout=60)
+            results[name] = sla.tick(start_pending=False).lapsed
+        except BaseException as exc:  # noqa: BLE001
+            errors[name] = exc
 
-    threads = [threading.Thread(target=replica) for _ in range(4)]
+    threads = [threading.Thread(target=replica, args=(f"replica-{i}",), name=f"replica-{i}")
+               for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
-    assert sum(results) == len(steps)
+        t.join(timeout=120)
+    assert [t.name for t in threads if t.is_alive()] == [], "every replica's pass finished"
+    assert errors == {}, errors
+    assert sorted(results) == [t.name for t in threads]
+    assert sum(results.values()) == len(steps)
     with unit_of_work() as session:
         per_step = session.execute(select(Escalation.step_id, func.count()).group_by(
             Escalation.step_id)).all()
@@ -175,3 +187,47 @@ def test_residents_notice_names_no_one(demo, clock, policy_with):
     for row in rows:
         assert "王五" not in row.subject + row.body and "13911112222" not in row.body
         assert "2号楼地下车库" in row.subject
+
+
+def _deactivate(role: str) -> None:
+    with unit_of_work() as session:
+        session.execute(update(Staff).where(Staff.id.in_(
+            select(StaffRole.staff_id).where(StaffRole.role == role))).values(active=False))
+
+
+def test_escalation_to_a_vacant_role_reaches_the_next_level_visibly(demo, clock, caplog):
+    """Finding 6: an escalation to a role nobody holds told nobody, silently. Now the next
+    level that has someone is told why, may decide at once, and the skip is audited."""
+    from models.steps import record_escalation
+
+    _deactivate("cs_supervisor")  # the 客服主管 left and nobody holds the role yet
+    step_id = _open_accept_step(demo, clock)[0]
+    clock.advance(timedelta(hours=2))
+    assert sla.tick(start_pending=False).lapsed == 1
+    with caplog.at_level(logging.WARNING, logger="models.steps"), unit_of_work() as session:
+        escalation = session.scalars(select(Escalation)).one()
+        assert escalation.to_role == "cs_supervisor"
+        told = record_escalation(session, escalation, clock.now())
+
+    manager = next(p for p in demo["staff"] if p["role"] == "project_manager")
+    assert told == [manager["name"]]
+    with unit_of_work() as session:
+        [message] = session.scalars(select(Notification).where(
+            Notification.event == "escalated")).all()
+        assert message.recipient == f"staff:{manager['id']}"
+        assert "请项目经理介入" in message.subject
+        assert "本项目没有在职的客服主管，因此直接由您处理" in message.body
+
+    case = app.show_case(app.list_cases()[0]["number"])
+    unstaffed = [e for e in case["timeline"] if e["action"] == "escalation_unstaffed"]
+    assert len(unstaffed) == 1, case["timeline"]
+    detail = unstaffed[0]["detail"]
+    assert (detail["role"], detail["told_role"], detail["told_level"]) == \
+        ("cs_supervisor", "project_manager", 2)
+    warned = [r.getMessage() for r in caplog.records if r.name == "models.steps"]
+    assert len(warned) == 1 and "cs_supervisor" in warned[0] and "project_manager" in warned[0]
+
+    # The manager is at their own level now, so the step is theirs to decide.
+    row = next(s for s in app.list_steps() if s["id"] == step_id)
+    assert row["level"] == 2
+    app.decide(step_id, manager["id"], {"note": "已督办"})
