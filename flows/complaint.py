@@ -31,8 +31,10 @@ def complaint(case_id: int, number: str) -> str:
 
         # A compensation or an exception needs the project manager; refused: plan again.
         if needs_approval(plan):
+            # Whoever proposed it may not approve it: the step names what it approves.
             approval = ask(case_id, f"approve_resolution#{round_}", "approve_resolution",
-                           "project_manager")["values"]
+                           "project_manager",
+                           context={"approves": f"investigate#{round_}"})["values"]
             if not approval["approved"]:
                 continue
 

@@ -108,9 +108,9 @@ def _set_key(step_ids: list[int]) -> str:
 
 
 def ask(case_id: int, key: str, kind: str, role: str,
-        assignee_id: int | None = None) -> dict[str, Any]:
+        assignee_id: int | None = None, context: dict[str, Any] | None = None) -> dict[str, Any]:
     """One step: returns its outcome once decided or expired."""
-    step_id = open_step(case_id, key, kind, role, assignee_id)
+    step_id = open_step(case_id, key, kind, role, assignee_id, context)
     return wait_for([step_id])[step_id]
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from models import directory, lifecycle, notices
+from models.authority import staff_of
 from models.cases import Case
 from models.numbers import next_number
 from models.outbox import audit
@@ -58,7 +59,9 @@ def open_complaint(
 
 def _first_responder(session: Session, community_id: int, received_by: int | None):  # type: ignore[no-untyped-def]
     if received_by is not None:
-        return directory.staff(session, received_by, field="received_by")
+        # Whoever receives it owns it (首问责任制), whatever their role: any active staff of
+        # the community, or of the company, but not a stranger to the complainant's community.
+        return staff_of(session, community_id, received_by, field="received_by")
     desk = directory.people_in_role(session, community_id, "csr")
     if not desk:
         raise PropflowError("received_by：该项目没有客服专员；expected --received-by STAFF",

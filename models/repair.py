@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.orm import Session
 
 from models import directory, notices
+from models.authority import staff_of
 from models.cases import Case
 from models.numbers import next_number
 from models.outbox import audit
@@ -51,8 +52,8 @@ def open_repair(
     phone = check_phone(phone)
     description = require_text(description, "description", "what is broken, and where")
     found = directory.unit(session, unit, community)
-    if received_by is not None:
-        directory.staff(session, received_by, field="received_by")
+    if received_by is not None:  # the first responder: any staff of the community
+        staff_of(session, found.community_id, received_by, field="received_by")
 
     # Safety words raise the priority (seed: a leak is dispatched at once).
     if priority != "high" and any(word in description for word in proc.high_keywords):

@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
-from models import notices
+from models import authority, notices
+from models.authority import chain_of
 from models.cases import Case, Decision, Escalation, Step
-from models.directory import roles_of
 from models.forms import form_key, validate_form
 from models.org import Staff
 from models.outbox import audit
@@ -20,9 +20,6 @@ from notifications import labels
 from propflow.errors import Conflict, Forbidden, PropflowError
 from propflow.policy import get_policy
 from propflow.roles import LAST_RESORT
-
-# Who may stand in for a role besides the escalation chain above it.
-SUPERVISORS = {"technician": {"tech_supervisor", "dispatcher"}, "owner": {"csr"}}
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +60,9 @@ def open_step(
     return step
 
 
-def chain_of(step: Step) -> list[str]:
-    return get_policy().chain(step.case.procedure, step.kind, step.case.priority)
-
-
 def may_decide(step: Step, person: Staff) -> bool:
-    roles = roles_of(person, step.case.community_id)
-    if step.assignee_id == person.id:
-        return True
-    if not step.assignee_id and step.role in roles:
-        return True
-    return bool(roles & (set(chain_of(step)) | SUPERVISORS.get(step.role, set())))
+    """Whether the person may decide the step, by the rules of models.authority."""
+    return authority.rule_allowing(step, person) is not None
 
 
 def decide(
@@ -86,16 +75,13 @@ def decide(
         raise Conflict(f"step {step.id}（{step.kind}）已处理 (status {step.status}"
                        f"{f', by staff {by}' if by else ''})；一个步骤只能决定一次；"
                        "expected a waiting step from `propflow steps list`", field="step")
-    if not may_decide(step, person):
-        allowed = sorted({step.role, *chain_of(step), *SUPERVISORS.get(step.role, set())})
-        who = f"assignee staff {step.assignee_id} or " if step.assignee_id else ""
-        raise Forbidden(
-            f"as：员工 {person.id}（{person.name}）无权处理步骤 {step.id}（{step.kind}）；"
-            f"expected {who}a role among {allowed}", field="as")
+    rule = authority.check_decider(session, step, person)
     checked = validate_form(form_key(step.case.procedure, step.kind), values)
-    if checked.get("reassign_to") is not None and step.assignee_id == person.id:
-        raise Forbidden("reassign_to：只有主管可以改派；expected a supervisor's decision",
+    if checked.get("reassign_to") is not None and rule == "assignee":
+        raise Forbidden("reassign_to：被指派人不能自行改派；规则（stand_in）：改派由策略指定的"
+                        "替岗主管或已升级到的层级决定；expected a supervisor's decision",
                         field="reassign_to")
+    authority.check_references(session, step, checked)
     taken = session.execute(
         update(Step).where(Step.id == step.id, Step.status == "waiting")
         .values(status="decided", decided_at=now, breached=Step.breached | (Step.due_at < now))

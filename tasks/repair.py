@@ -5,8 +5,9 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from models import directory, repair
+from models import repair
 from models.db import unit_of_work
+from models.org import Staff
 from models.outbox import audit
 from propflow.clock import now
 from tasks.cases import load
@@ -30,10 +31,19 @@ def assign(case_id: int, technician_id: int) -> str:
     """Make the technician the case's assignee; returns their name for the owner's message."""
     with unit_of_work() as session:
         case = load(session, case_id)
-        person = directory.staff(session, technician_id, field="technician")
+        person = session.get(Staff, technician_id)
+        if person is None:
+            # Every door checks the staff a decision names before the run sees them
+            # (models.authority): this is our fault, and run supervision takes it from here.
+            raise LookupError(f"assign: staff {technician_id} is not on record")
         if case.assignee_id != technician_id:
             audit(session, at=now(), actor="flow", action="assigned", case_id=case_id,
                   technician=technician_id, previous=case.assignee_id)
+            if not person.active:
+                # They left after the decision named them. Failing would leave the case stuck;
+                # the accept step's stand-ins and the chain above can reassign it.
+                audit(session, at=now(), actor="flow", action="assignee_unavailable",
+                      case_id=case_id, technician=technician_id)
             case.assignee_id = technician_id
         return person.name
 

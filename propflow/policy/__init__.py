@@ -130,6 +130,8 @@ class Policy(_Strict):
     escalation: Escalation
     channels: dict[str, dict[str, Any]] = {}
     routes: dict[str, list[str]] = {}
+    # Who may decide a role's steps at any time besides its assignee: role -> roles.
+    stand_ins: dict[str, list[str]] = {}
     procedures: dict[str, Procedure]
 
     def business_calendar(self) -> BusinessCalendar:
