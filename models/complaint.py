@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
-from models import directory, lifecycle, notices
+from models import directory, lifecycle, limits, notices
 from models.authority import staff_of
 from models.cases import Case
 from models.numbers import next_number
@@ -32,6 +32,7 @@ def open_complaint(
     complainant = require_text(complainant, "complainant", "the complainant's name")
     phone = check_phone(phone)
     description = require_text(description, "description", "what the complaint is about")
+    limits.check_intake(complainant=complainant, description=description)
     found = directory.unit(session, unit, community)
     responder = _first_responder(session, found.community_id, received_by)
     about = directory.case(session, repair) if repair else None

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy import DateTime, create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -49,9 +49,29 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+URL_EXPECTED = ("expected sqlite:///path/to/propflow.db or "
+                "postgresql+psycopg://user@host:5432/dbname")
+
+
+def check_url(url: str) -> str:
+    """Refuse a URL we cannot serve before SQLAlchemy turns it into a traceback."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:  # not echoed: it may carry a password
+        raise PropflowError(f"PROPFLOW_DATABASE_URL：不是数据库 URL；{URL_EXPECTED}",
+                            field="PROPFLOW_DATABASE_URL") from None
+    # Only the drivers we ship (SQLAlchemy 2.1 reads plain postgresql:// as psycopg).
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql",
+                                 "postgresql+psycopg"):
+        raise PropflowError(f"PROPFLOW_DATABASE_URL：不支持的数据库 {parsed.drivername!r}；"
+                            f"{URL_EXPECTED}", field="PROPFLOW_DATABASE_URL")
+    return url
+
+
 def get_engine(url: str | None = None) -> Engine:
     url = url or get_settings().db_url
     if url not in _engines:
+        check_url(url)
         kwargs: dict[str, object] = {"future": True, "pool_pre_ping": True}
         if url.startswith("sqlite"):
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}

@@ -6,15 +6,22 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from models.cases import Case, Step
-from models.org import Community, Staff, StaffRole, Unit
-from propflow.errors import NotFound
+from models.org import ROLES, Community, Staff, StaffRole, Unit
+from propflow.errors import NotFound, PropflowError
+
+
+def _pk(value: int | str) -> int | None:
+    """An id as typed; None when it cannot be one (PostgreSQL refuses more than 64 bits)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if 0 < number < 2**63 else None
 
 
 def staff(session: Session, staff_id: int | str, *, field: str = "staff") -> Staff:
-    try:
-        found = session.get(Staff, int(staff_id))
-    except (TypeError, ValueError):
-        found = None
+    pk = _pk(staff_id)
+    found = session.get(Staff, pk) if pk else None
     if found is None or not found.active:
         raise NotFound(f"{field}：没有编号为 {staff_id!r} 的在职员工；expected a staff id "
                        "from `propflow demo seed`", field=field)
@@ -36,10 +43,27 @@ def people_in_role(session: Session, community_id: int, role: str) -> list[Staff
     return list(dict.fromkeys(rows))
 
 
-def unit(session: Session, code: str, community: str | None = None) -> Unit:
+def community(session: Session, code: str) -> Community:
+    found = session.scalars(select(Community).where(Community.code == code)).first()
+    if found is None:
+        codes = list(session.scalars(select(Community.code).order_by(Community.code)))
+        raise NotFound(f"community：没有项目 {code!r}；expected one of {codes}",
+                       field="community")
+    return found
+
+
+def role(value: str, field: str = "role") -> str:
+    """A role a step can wait on: a staff role, or the owner (recorded by the front desk)."""
+    known = [*ROLES, "owner"]
+    if value not in known:
+        raise PropflowError(f"{field}：没有角色 {value!r}；expected one of {known}", field=field)
+    return value
+
+
+def unit(session: Session, code: str, community_code: str | None = None) -> Unit:
     query = select(Unit).where(Unit.code == code)
-    if community:
-        query = query.join(Community).where(Community.code == community)
+    if community_code:  # an unknown project is named as such, not blamed on the unit
+        query = query.where(Unit.community_id == community(session, community_code).id)
     found = list(session.scalars(query))
     if not found:
         raise NotFound(f"unit：没有房号 {code!r}；expected 楼栋-单元-房号 such as 1-2-301",
@@ -51,8 +75,8 @@ def unit(session: Session, code: str, community: str | None = None) -> Unit:
 
 def case(session: Session, number: str) -> Case:
     found = session.scalars(select(Case).where(Case.number == number)).first()
-    if found is None and str(number).isdigit():
-        found = session.get(Case, int(number))
+    if found is None and _pk(number):
+        found = session.get(Case, _pk(number))
     if found is None:
         raise NotFound(f"case：没有工单 {number!r}；expected a number such as BX-20261124-0001",
                        field="case")
@@ -60,10 +84,8 @@ def case(session: Session, number: str) -> Case:
 
 
 def step(session: Session, step_id: int | str) -> Step:
-    try:
-        found = session.get(Step, int(step_id))
-    except (TypeError, ValueError):
-        found = None
+    pk = _pk(step_id)
+    found = session.get(Step, pk) if pk else None
     if found is None:
         raise NotFound(f"step：没有编号为 {step_id!r} 的步骤；expected a step id from "
                        "`propflow steps list`", field="step")

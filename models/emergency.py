@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import notices
+from models import directory, limits, notices
 from models.cases import Case
 from models.numbers import next_number
-from models.org import Building, Community
+from models.org import Building
 from models.outbox import audit
-from models.repair import check_choice
+from models.repair import check_choice, check_phone
 from models.steps import require_text
 from propflow.errors import NotFound
 from propflow.policy import get_policy
@@ -25,13 +25,12 @@ def report_emergency(
     policy = get_policy()
     proc = policy.procedures["emergency"]
     check_choice(kind, list(proc.kinds), "kind")
-    place = session.scalars(select(Community).where(Community.code == community)).first()
-    if place is None:
-        codes = list(session.scalars(select(Community.code)))
-        raise NotFound(f"community：没有项目 {community!r}；expected one of {codes}",
-                       field="community")
+    place = directory.community(session, community)
     location = require_text(location, "location", "where it is happening, e.g. 2号楼地下车库")
     reporter = require_text(reporter, "reporter", "who reports it")
+    limits.check_intake(location=location, reporter=reporter)
+    if phone:
+        phone = check_phone(phone)
     wanted = [b.strip() for b in (buildings or []) if b.strip()]
     known = set(session.scalars(select(Building.code).where(Building.community_id == place.id)))
     unknown = [b for b in wanted if b not in known]

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
+from models import limits
 from propflow.errors import PropflowError
+
+
+def _money(value: Decimal) -> Decimal:
+    from propflow.policy import get_policy
+
+    return limits.money(value, get_policy().limits.money_max)
+
+
+# Lengths and sums are bounded here, before the database (models/limits.py, README).
+Short = Annotated[str, StringConstraints(max_length=limits.NOTE)]
+Long = Annotated[str, StringConstraints(max_length=limits.REPORT)]
+Link = Annotated[str, StringConstraints(max_length=limits.URL)]
+Money = Annotated[Decimal, AfterValidator(_money)]
 
 
 class Form(BaseModel):
@@ -21,20 +43,20 @@ class DispatchForm(Form):
 
 class AcceptForm(Form):
     eta: datetime | None = Field(None, description="预计到场时间")
-    note: str = Field("", description="备注")
+    note: Short = Field("", description="备注")
     reassign_to: int | None = Field(None, description="改派给 (staff id，仅主管)")
 
 
 class QuoteForm(Form):
     accepted: bool = Field(description="业主是否接受报价")
-    reason: str = ""
+    reason: Short = ""
 
 
 class CompleteForm(Form):
-    diagnosis: str = Field(min_length=1, description="故障诊断")
-    work_done: str = ""
-    photo: str = Field("", description="完工照片 URL")
-    charge: Decimal = Field(Decimal("0"), ge=0, description="收费（元）")
+    diagnosis: Short = Field(min_length=1, description="故障诊断")
+    work_done: Short = ""
+    photo: Link = Field("", description="完工照片 URL")
+    charge: Money = Field(Decimal("0"), description="收费（元）")
 
 
 class AnswerForm(Form):
@@ -53,18 +75,18 @@ class AnswerForm(Form):
 
 class OwnerAcceptanceForm(AnswerForm):
     accepted: bool = Field(description="业主是否验收通过")
-    reason: str = ""
+    reason: Short = ""
 
 
 class ReinspectionForm(Form):
-    finding: str = Field(min_length=1, description="复检结论")
+    finding: Short = Field(min_length=1, description="复检结论")
     redo: bool = Field(description="是否返工")
 
 
 class CallbackForm(Form):
     reached: bool = Field(True, description="是否联系上业主")
     rating: int | None = Field(None, ge=1, le=5, description="满意度 1-5")
-    comment: str = ""
+    comment: Short = ""
 
     @model_validator(mode="after")
     def _rating_when_reached(self) -> CallbackForm:
@@ -74,13 +96,13 @@ class CallbackForm(Form):
 
 
 class NoteForm(Form):
-    note: str = Field("", description="备注")
+    note: Short = Field("", description="备注")
 
 
 class InvestigateForm(Form):
-    findings: str = Field(min_length=1, description="调查结果")
-    proposed_resolution: str = Field(min_length=1, description="处理方案")
-    compensation: Decimal = Field(Decimal("0"), ge=0, description="补偿金额（元）")
+    findings: Long = Field(min_length=1, description="调查结果")
+    proposed_resolution: Short = Field(min_length=1, description="处理方案")
+    compensation: Money = Field(Decimal("0"), description="补偿金额（元）")
     exception: bool = Field(False, description="是否需要特殊处理（例外）")
 
 
@@ -88,11 +110,11 @@ class ApprovalForm(AnswerForm):
     answer: ClassVar[str] = "approved"
     refusal: ClassVar[str] = "不批准"
     approved: bool = Field(description="是否批准")
-    reason: str = ""
+    reason: Short = ""
 
 
 class ResultForm(Form):
-    result: str = Field(min_length=1, description="处理结果")
+    result: Short = Field(min_length=1, description="处理结果")
 
 
 class FeedbackForm(OwnerAcceptanceForm):
@@ -102,27 +124,27 @@ class FeedbackForm(OwnerAcceptanceForm):
 
 
 class UpdateForm(Form):
-    message: str = Field(min_length=1, description="向住户通报的进展")
+    message: Short = Field(min_length=1, description="向住户通报的进展")
 
 
 class ResolveForm(Form):
-    summary: str = Field(min_length=1, description="处理经过")
-    cause: str = Field(min_length=1, description="原因")
-    losses: str = Field("", description="损失情况")
+    summary: Long = Field(min_length=1, description="处理经过")
+    cause: Short = Field(min_length=1, description="原因")
+    losses: Short = Field("", description="损失情况")
 
 
 class ReportForm(Form):
-    report: str = Field(min_length=1, description="突发事件处理记录表")
+    report: Long = Field(min_length=1, description="突发事件处理记录表")
 
 
 class ReviewForm(Form):
     training_case: bool = Field(description="是否列为培训案例")
-    note: str = ""
+    note: Short = ""
 
 
 class ReceiveForm(Form):
     media_present: bool = Field(description="现场是否有媒体")
-    note: str = ""
+    note: Short = ""
 
 
 FORMS: dict[str, type[Form]] = {
@@ -164,13 +186,16 @@ def validate_form(key: str, values: dict[str, Any]) -> dict[str, Any]:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or None
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "string_too_long":  # the text itself may hold a phone number
+            limit = err.get("ctx", {}).get("max_length")
+            msg = f"太长（{len(str(err.get('input', '')))} 字），最多 {limit} 字"
         if not field and ":" in msg:  # a rule across fields names its field first
             field, msg = (part.strip() for part in msg.split(":", 1))
         expected = ", ".join(
             f"{name}{'' if f.is_required() else '?'}" for name, f in form.model_fields.items()
         )
         # A missing value has nothing to show; a rule across fields would show the whole form.
-        shown = err["type"] != "missing" and err["loc"]
+        shown = err["type"] not in ("missing", "string_too_long") and err["loc"]
         got = f"（实际为 {err.get('input')!r}）" if shown else ""
         raise PropflowError(
             f"步骤 {kind} 的字段 {field or '?'}：{msg}{got}；"

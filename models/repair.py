@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from models import directory, notices
+from models import directory, limits, notices
 from models.authority import staff_of
 from models.cases import Case
 from models.numbers import next_number
@@ -51,6 +51,7 @@ def open_repair(
     reporter = require_text(reporter, "reporter", "the reporter's name")
     phone = check_phone(phone)
     description = require_text(description, "description", "what is broken, and where")
+    limits.check_intake(reporter=reporter, description=description)
     found = directory.unit(session, unit, community)
     if received_by is not None:  # the first responder: any staff of the community
         staff_of(session, found.community_id, received_by, field="received_by")

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from models import complaint, directory, emergency, lifecycle, notices, repair, steps
+from models import complaint, directory, emergency, lifecycle, limits, notices, repair, steps
 from models.cases import Case, Step
 from models.db import unit_of_work
 from models.org import Unit
@@ -42,6 +42,7 @@ def report_emergency(*, start_run: bool = True, **fields: Any) -> dict[str, Any]
 
 def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
            comment: str = "", channel: str = "cli") -> dict[str, Any]:
+    limits.check_length(comment or "", "comment", limits.NOTE)
     with unit_of_work() as session:
         step = directory.step(session, step_id)
         person = directory.staff(session, staff_id, field="as")
@@ -66,6 +67,8 @@ def step_row(step: Step) -> dict[str, Any]:
 
 def list_steps(case: str | None = None, role: str | None = None,
                status: str | None = "waiting") -> list[dict[str, Any]]:
+    if role:  # a misspelt role would list nothing and look like an empty queue
+        directory.role(role)
     with unit_of_work() as session:
         query = select(Step).join(Case).order_by(Step.due_at)
         if case:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
+import click
 import typer
 
 from propflow.errors import PropflowError
@@ -32,7 +33,8 @@ JSON = typer.Option(False, "--json", help="输出 JSON")
 
 
 def command(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Prepare the database, run, print; a refused request exits 2 with the reason."""
+    """Prepare the database, run, print. Every command ends here: a refused request exits 2
+    with the reason; our own fault exits 1 with a reference into the log, never a traceback."""
 
     @wraps(fn)
     def run(*args: Any, **kwargs: Any) -> None:
@@ -50,6 +52,20 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             else:
                 print(f"错误：{exc.message}", file=sys.stderr)
             raise typer.Exit(2) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # typer's own exits and usage errors
+        except Exception as exc:  # noqa: BLE001 - the one place every fault is reported
+            from propflow import faults
+
+            reference, path = faults.record(exc)
+            text = faults.message(exc, reference, path)
+            if as_json:
+                print(json.dumps({"error": "internal", "field": None, "message": text,
+                                  "reference": reference, "log": str(path) if path else None},
+                                 ensure_ascii=False), file=sys.stderr)
+            else:
+                print(f"错误：{text}", file=sys.stderr)
+            raise typer.Exit(1) from None
 
     return run
 

@@ -69,6 +69,9 @@ class TrainingClock:
             return row.now
 
 
+# Ten years is more than any training scenario needs, and keeps every date arithmetic sane.
+MAX_ADVANCE = timedelta(days=3650)
+
 _override: Clock | None = None
 
 
@@ -98,5 +101,13 @@ def advance(text: str) -> datetime:
     try:
         delta = parse_window(text)
     except ValueError as exc:
-        raise PropflowError(f"delta：时钟只能按正的时长向前拨动；{exc}", field="delta") from exc
-    return clock.advance(delta)  # type: ignore[union-attr]
+        raise PropflowError(f"delta：时钟只能按正的时长向前拨动，一次最多 {MAX_ADVANCE.days} 天；"
+                            f"{exc}", field="delta") from exc
+    if delta > MAX_ADVANCE:
+        raise PropflowError(f"delta：一次最多拨动 {MAX_ADVANCE.days} 天；expected a duration "
+                            f"of at most {MAX_ADVANCE.days}d", field="delta")
+    try:
+        return clock.advance(delta)  # type: ignore[union-attr]
+    except OverflowError:  # past the year 9999, step by step
+        raise PropflowError("delta：模拟时钟已到尽头；expected a fresh training database",
+                            field="delta") from None

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
+from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from propflow.errors import PropflowError
 
 DEMO_POLICY = Path(__file__).parent / "policy" / "demo.yaml"
 
@@ -34,7 +37,24 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise _refused(exc) from None
+
+
+def _refused(exc: ValidationError) -> PropflowError:
+    """The first bad variable, by its environment name, with what it accepts."""
+    err = exc.errors()[0]
+    name = str(err["loc"][0]) if err["loc"] else ""
+    env = f"PROPFLOW_{name.upper()}"
+    field = Settings.model_fields.get(name)
+    choices = get_args(field.annotation) if field and get_origin(field.annotation) is Literal \
+        else ()
+    kind = getattr(field.annotation, "__name__", "value") if field else "value"
+    expected = f"one of {list(choices)}" if choices else f"a {kind}"
+    return PropflowError(f"{env}：{err.get('input')!r} 不是有效值；expected {expected}",
+                         field=env)
 
 
 def reset_settings() -> None:

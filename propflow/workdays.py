@@ -31,7 +31,10 @@ def parse_window(text: str) -> timedelta:
     if not m or not any(m.groups()):
         raise ValueError(f"{text!r} is not a duration; {_EXPECTED}")
     d, h, mi, s = (int(g or 0) for g in m.groups())
-    window = timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    try:
+        window = timedelta(days=d, hours=h, minutes=mi, seconds=s)
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long a duration; {_EXPECTED}") from None
     if window <= timedelta(0):
         raise ValueError(f"{text!r} is not a positive duration; {_EXPECTED}")
     return window

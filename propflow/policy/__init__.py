@@ -7,6 +7,7 @@ import logging
 import time as wall
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -121,6 +122,11 @@ class CalendarOverrides(_Strict):
     extra_holidays: list[Day] = []
 
 
+class Limits(_Strict):
+    # The largest charge or compensation a form accepts, in yuan (default).
+    money_max: Decimal = Field(Decimal(100000), gt=0, le=Decimal(10) ** 12)
+
+
 class Policy(_Strict):
     timezone: str = "Asia/Shanghai"
     lang: Literal["zh-CN", "en"] = "zh-CN"
@@ -133,6 +139,7 @@ class Policy(_Strict):
     # Who may decide a role's steps at any time besides its assignee: role -> roles.
     stand_ins: dict[str, list[str]] = {}
     procedures: dict[str, Procedure]
+    limits: Limits = Limits()
 
     def business_calendar(self) -> BusinessCalendar:
         return BusinessCalendar(
