@@ -82,6 +82,30 @@ def test_second_refusal_goes_to_the_project_manager(demo, clock):
     assert run.step("investigate#3")["role"] == "project_manager"
 
 
+def test_the_manager_who_proposed_a_compensation_may_not_approve_it(demo, clock):
+    """Finding 4: the manager investigates after the second refusal; their own compensation
+    goes one level up (公司客服中心) once the approval window lapses, never to themselves."""
+    from propflow.errors import Forbidden
+
+    responder = _staff(demo, "csr")
+    run = ComplaintRun(demo, clock, received_by=responder, category="parking")
+    run.decide("acknowledge#1", responder)
+    for round_, role in ((1, "security"), (2, "cs_supervisor")):
+        run.decide(f"investigate#{round_}", role, findings="车位被占", proposed_resolution="贴条")
+        run.decide(f"resolve#{round_}", role, result="已处理")
+        run.decide(f"feedback#{round_}", responder, accepted=False, reason="还是被占")
+    run.decide("investigate#3", "project_manager", findings="车位被长期占用",
+               proposed_resolution="免一个月停车费", compensation="300")
+    approval = run.step("approve_resolution#3")
+    with pytest.raises(Forbidden, match="规则（proposer）"):
+        app.decide(approval["id"], run.role("project_manager"), {"approved": True})
+    run.lapse("approve_resolution#3")
+    run.handled("approve_resolution#3", 1)
+    assert run.escalations("approve_resolution#3")[-1]["to_role"] == "company_cs"
+    run.decide("approve_resolution#3", "company_cs", approved=True)
+    assert run.step("resolve#3")["role"] == "project_manager"
+
+
 def test_lapses_escalate_and_copy_the_first_responder(demo, clock):
     responder = _staff(demo, "csr", 1)
     run = ComplaintRun(demo, clock, received_by=responder)
