@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import DateTime, create_engine, event, make_url, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
@@ -125,12 +126,45 @@ def unreachable(url: str | None, exc: Exception) -> PropflowError:
     )
 
 
+_REVISION = re.compile(r"^revision\b[^=\n]*=\s*['\"](\w+)['\"]", re.M)
+_DOWN_REVISION = re.compile(r"^down_revision\b[^=\n]*=(.*)$", re.M)
+
+
+def _heads() -> set[str]:
+    """The newest migrations, read from the scripts; empty when one is not in a form we read."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        revision, down = _REVISION.search(source), _DOWN_REVISION.search(source)
+        if not revision or not down:
+            return set()
+        revisions.add(revision.group(1))
+        parents.update(re.findall(r"['\"](\w+)['\"]", down.group(1)))
+    return revisions - parents
+
+
+def _at_head(url: str) -> bool:
+    """Whether the schema is at the newest migration already: one query, no Alembic."""
+    heads = _heads()
+    try:
+        with get_engine(url).connect() as conn:
+            current = set(conn.execute(text("select version_num from alembic_version")).scalars())
+    except DBAPIError:  # no schema yet, or no database: Alembic creates it or says why
+        return False
+    return bool(heads) and current == heads
+
+
 def upgrade(url: str | None = None) -> None:
-    """Bring the schema to the newest migration (Alembic)."""
+    """Bring the schema to the newest migration (Alembic). Every command calls this, and
+    importing Alembic costs a read command more than all its own work: when the schema is
+    already at the newest migration, one query says so and Alembic is not loaded."""
+    url = url or get_settings().db_url
+    if _at_head(url):
+        return
     from alembic import command
     from alembic.config import Config
 
-    url = url or get_settings().db_url
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))

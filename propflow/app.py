@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.orm import object_session, selectinload
 
 from models import complaint, directory, emergency, lifecycle, limits, notices, repair, steps
 from models.cases import Case, Step
 from models.db import unit_of_work
-from models.org import Unit
+from models.org import ROLES, Staff, StaffRole, Unit
 from models.outbox import AuditEvent, Notification
+from notifications import labels
 from propflow import runs
 from propflow.clock import now
+from propflow.policy import get_policy
+from propflow.settings import get_settings
 
 
 def _open(opener: Any, start_run: bool, **fields: Any) -> dict[str, Any]:
@@ -52,32 +56,130 @@ def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
         result = {"step": step.id, "case": step.case.number, "kind": step.kind,
                   "decided_by": person.id, "values": decision.values}
     # Stored first, then the run is woken; until the run has read the decision the SLA clock
-    # keeps waking it, so a failed wake here loses nothing.
-    result["delivered"] = runs.wake(run_id)
+    # keeps waking it, so a failed wake here loses nothing, and the answer says so.
+    woke = runs.wake(run_id)
+    result["delivered"] = bool(woke)
+    result["delivery"] = "delivered" if woke else "queued"
+    if not woke:
+        result["reason"] = getattr(woke, "reason", "") or runs.AGAIN.format(
+            n=f"{get_settings().sla_interval_seconds:g}")
     return result
 
 
+def role_now(step: Step) -> str:
+    """Where a step waits now: an escalated step is listed under the role it reached."""
+    return (step.escalations[-1].to_role or step.role) if step.escalations else step.role
+
+
+def _name(session: Any, staff_id: int | None) -> str | None:
+    person = session.get(Staff, staff_id) if staff_id else None
+    return person.name if person else None
+
+
 def step_row(step: Step) -> dict[str, Any]:
+    session = object_session(step)
     return {
         "id": step.id, "case": step.case.number, "step": step.kind, "key": step.key,
-        "role": step.role, "assignee": step.assignee_id, "due_at": notices.local(step.due_at),
-        "level": step.level, "status": step.status, "breached": step.breached,
+        "role": role_now(step), "escalated_from": step.role if step.escalations else None,
+        "assignee": step.assignee_id, "assignee_name": _name(session, step.assignee_id),
+        "due_at": notices.local(step.due_at), "level": step.level, "status": step.status,
+        "breached": step.breached,
     }
 
 
+def _mine(step: Step, person: Staff) -> bool:
+    """Addressed to this person, and theirs to decide (the rules are models.steps')."""
+    if not steps.may_decide(step, person):
+        return False
+    roles = directory.roles_of(person, step.case.community_id)
+    if step.assignee_id == person.id:
+        return True
+    if step.role not in ROLES:  # the owner's own steps, recorded by whoever may
+        return True
+    if not step.assignee_id and step.role in roles:
+        return True
+    return bool(roles & {e.to_role for e in step.escalations})
+
+
 def list_steps(case: str | None = None, role: str | None = None,
-               status: str | None = "waiting") -> list[dict[str, Any]]:
+               status: str | None = "waiting", mine: int | str | None = None,
+               overdue: bool = False) -> list[dict[str, Any]]:
+    """Steps by case, by the role they wait on now, as one person's work, or overdue."""
     if role:  # a misspelt role would list nothing and look like an empty queue
         directory.role(role)
     with unit_of_work() as session:
-        query = select(Step).join(Case).order_by(Step.due_at)
+        person = directory.staff(session, mine, field="as") if mine is not None else None
+        query = select(Step).join(Case).order_by(Step.due_at, Step.id)
         if case:
             query = query.where(Case.id == directory.case(session, case).id)
-        if role:
-            query = query.where(Step.role == role)
         if status:
             query = query.where(Step.status == status)
-        return [step_row(s) for s in session.scalars(query)]
+        if overdue:
+            query = query.where(Step.status == "waiting",
+                                or_(Step.breached.is_(True), Step.due_at <= now()))
+        found = list(session.scalars(query.options(selectinload(Step.case))))
+        if role:
+            found = [s for s in found if role_now(s) == role]
+        if person is not None:
+            found = [s for s in found if _mine(s, person)]
+        return [step_row(s) for s in found]
+
+
+def _window(step: Step) -> str:
+    rule = get_policy().rule(step.case.procedure, step.kind, step.case.priority)
+    if rule.workdays:
+        return f"{rule.workdays} 个工作日 ({rule.workdays} working days)"
+    # Hours, not days: on the business calendar a day of window is 24 working hours.
+    hours, minutes = divmod(step.window_seconds // 60, 60)
+    text = "".join(f"{n}{u}" for n, u in ((hours, "h"), (minutes, "m")) if n)
+    zh, en = labels.CALENDARS.get(step.calendar, (step.calendar, step.calendar))
+    return f"{text or '0m'} {zh} ({en})"
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", str(annotation)).replace("datetime.", "")
+
+
+def show_step(step_id: int | str) -> dict[str, Any]:
+    """One step as whoever must act on it needs it: its form, window, level, who decides."""
+    from models.forms import FORMS, form_key  # pydantic forms: only this command needs them
+
+    with unit_of_work() as session:
+        step = directory.step(session, step_id)
+        out = step_row(step)
+        chain = steps.chain_of(step)
+        form = FORMS[form_key(step.case.procedure, step.kind)]
+        out.update(
+            procedure=step.case.procedure, case_status=step.case.status,
+            window=_window(step), calendar=step.calendar,
+            opened_at=notices.local(step.opened_at), warn_at=notices.local(step.warn_at),
+            chain=chain, next_role=chain[step.level] if step.level < len(chain) else None,
+            escalations=[{"level": e.level, "to_role": e.to_role,
+                          "lapsed_at": notices.local(e.lapsed_at)} for e in step.escalations],
+            fields=[{"name": name, "type": _type_name(info.annotation),
+                     "required": info.is_required(), "description": info.description or ""}
+                    for name, info in form.model_fields.items()],
+            may_decide=[] if step.status != "waiting" else [
+                {"id": p.id, "name": p.name,
+                 "roles": sorted(directory.roles_of(p, step.case.community_id))}
+                for p in _staff_of(session, step.case.community_id)
+                if steps.may_decide(step, p)],
+        )
+        if step.decision:
+            d = step.decision
+            out["decision"] = {"by": d.decided_by, "by_name": _name(session, d.decided_by),
+                               "values": d.values, "comment": d.comment, "channel": d.channel,
+                               "at": notices.local(d.created_at)}
+        return out
+
+
+def _staff_of(session: Any, community_id: int) -> list[Staff]:
+    """Active staff with a role in the community or at company level."""
+    query = (select(Staff).join(StaffRole, StaffRole.staff_id == Staff.id)
+             .where(Staff.active.is_(True),
+                    or_(StaffRole.community_id == community_id, StaffRole.community_id.is_(None)))
+             .order_by(Staff.id))
+    return list(dict.fromkeys(session.scalars(query)))
 
 
 def case_summary(session: Any, case: Case) -> dict[str, Any]:
@@ -89,6 +191,9 @@ def case_summary(session: Any, case: Case) -> dict[str, Any]:
         "reporter": case.reporter_name, "outcome": case.outcome,
         "created_at": notices.local(case.created_at), "closed_at": notices.local(case.closed_at),
         "flow_run_id": case.flow_run_id,
+        # As run supervision last saw it; once closed, the run no longer matters.
+        "run_state": case.run_state if case.status != "closed" else None,
+        "run_restarts": case.run_restarts or 0,
     }
 
 
@@ -124,17 +229,25 @@ def show_case(number: str) -> dict[str, Any]:
         return out
 
 
-def notification_rows(session: Any, case_id: int | None) -> list[dict[str, Any]]:
-    query = select(Notification).order_by(Notification.id)
+def notification_rows(session: Any, case_id: int | None,
+                      to: str | None = None) -> list[dict[str, Any]]:
+    query = (select(Notification, Case.number).outerjoin(Case, Case.id == Notification.case_id)
+             .order_by(Notification.id))
     if case_id is not None:
         query = query.where(Notification.case_id == case_id)
-    return [{"id": n.id, "event": n.event, "to": n.recipient_name, "recipient": n.recipient,
-             "channel": n.channel, "status": n.status, "subject": n.subject,
-             "created_at": notices.local(n.created_at), "attempts": n.attempts,
-             "error": n.last_error} for n in session.scalars(query)]
+    if to is not None:
+        query = query.where(Notification.recipient == to)
+    return [{"id": n.id, "case": number, "event": n.event, "to": n.recipient_name,
+             "recipient": n.recipient, "channel": n.channel, "status": n.status,
+             "subject": n.subject, "created_at": notices.local(n.created_at),
+             "attempts": n.attempts, "error": n.last_error}
+            for n, number in session.execute(query)]
 
 
-def list_notifications(case: str | None = None) -> list[dict[str, Any]]:
+def list_notifications(case: str | None = None,
+                       to: int | str | None = None) -> list[dict[str, Any]]:
+    """The outbox, of one case or to one member of staff (what reached their inbox and where)."""
     with unit_of_work() as session:
         case_id = directory.case(session, case).id if case else None
-        return notification_rows(session, case_id)
+        person = directory.staff(session, to, field="to") if to is not None else None
+        return notification_rows(session, case_id, f"staff:{person.id}" if person else None)

@@ -97,7 +97,8 @@ def demo_seed(as_json: bool = JSON) -> None:
         emit(data, True)
         return
     print(f"{data['company']['name']} / {data['community']['name']} ({data['community']['code']})")
-    print(f"房屋 {len(data['units'])} 套，例如 {', '.join(data['units'][:4])}")
+    print(f"房屋 {len(data['units'])} 套，例如 {', '.join(data['units'][:4])}；"
+          f"有住户登记的 {data['households']} 套")
     emit(data["staff"], False, ["id", "name", "role", "skills"])
 
 
@@ -166,14 +167,61 @@ def emergency_report(
 @steps_app.command("list")
 @command
 def steps_list(case: str | None = typer.Option(None, "--case"),
-               role: str | None = typer.Option(None, "--role"),
+               role: str | None = typer.Option(None, "--role", help="当前所在角色（含升级后）"),
+               mine: bool = typer.Option(False, "--mine", help="我的待办（配合 --as）"),
+               as_staff: str | None = typer.Option(None, "--as", help="员工编号"),
+               overdue: bool = typer.Option(False, "--overdue", help="只列超时的步骤"),
                all_: bool = typer.Option(False, "--all", help="包括已处理的步骤"),
                as_json: bool = JSON) -> None:
-    """列出待处理步骤。"""
+    """列出待处理步骤：--mine --as 员工编号 为指派给本人、本人角色或已升级到本人层级的步骤。"""
     from propflow import app as service
 
-    rows = service.list_steps(case=case, role=role, status=None if all_ else "waiting")
+    if mine and as_staff is None:
+        raise PropflowError("as：--mine 需要 --as 员工编号；expected --mine --as STAFF",
+                            field="as")
+    rows = service.list_steps(case=case, role=role, status=None if all_ else "waiting",
+                              mine=as_staff, overdue=overdue)
+    if not as_json:  # names beside ids
+        for row in rows:
+            row["assignee"] = _named(row["assignee"], row["assignee_name"])
     emit(rows, as_json, ["id", "case", "step", "role", "assignee", "due_at", "level", "status"])
+
+
+def _named(staff_id: int | None, name: str | None) -> str:
+    return f"{staff_id} {name}" if staff_id else "-"
+
+
+@steps_app.command("show")
+@command
+def steps_show(step: str = typer.Argument(..., help="步骤编号"), as_json: bool = JSON) -> None:
+    """步骤详情：表单字段（* 为必填）、时限、升级层级、谁可以处理。"""
+    from propflow import app as service
+
+    data = service.show_step(step)
+    if as_json:
+        emit(data, True)
+        return
+    print(f"步骤 step {data['id']} {data['key']} ({data['step']}) · {data['case']} "
+          f"{data['procedure']} · {data['status']}")
+    origin = f"（升级自 escalated from {data['escalated_from']}）" if data["escalated_from"] else ""
+    print(f"角色 role: {data['role']}{origin}   "
+          f"处理人 assignee: {_named(data['assignee'], data['assignee_name'])}")
+    print(f"时限 window: {data['window']}, opened {data['opened_at']}, due {data['due_at']}"
+          f"{' 超时 breached' if data['breached'] else ''}")
+    chain = " → ".join(data["chain"]) or "-"
+    print(f"层级 level: {data['level']} (chain {chain}; next {data['next_role'] or '-'})")
+    for e in data["escalations"]:
+        print(f"  升级 escalation → L{e['level']} {e['to_role']} (lapsed {e['lapsed_at']})")
+    who = ", ".join(f"{p['id']} {p['name']} ({'/'.join(p['roles'])})" for p in data["may_decide"])
+    print(f"可处理 may decide: {who or '-'}")
+    print("表单 form (* 必填 required):")
+    for f in data["fields"]:
+        mark = "*" if f["required"] else " "
+        print(f"  {mark} {f['name']:<20} {f['type']:<16} {f['description']}")
+    if "decision" in data:
+        d = data["decision"]
+        print(f"决定 decided by {_named(d['by'], d['by_name'])} at {d['at']}: "
+              f"{json.dumps(d['values'], ensure_ascii=False)}")
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
@@ -196,7 +244,10 @@ def steps_decide(step: str = typer.Argument(..., help="步骤编号"),
     """处理一个步骤。"""
     from propflow import app as service
 
-    emit(service.decide(step, as_staff, parse_sets(sets), comment=comment), as_json)
+    result = service.decide(step, as_staff, parse_sets(sets), comment=comment)
+    if not as_json:  # "delivery: queued" and its reason say it; a bare False reads as lost
+        result.pop("delivered")
+    emit(result, as_json)
 
 
 @cases_app.command("list")
@@ -241,11 +292,13 @@ def cases_show(number: str, as_json: bool = JSON) -> None:
 @notes_app.command("list")
 @command
 def notifications_list(case: str | None = typer.Option(None, "--case"),
+                       to: str | None = typer.Option(None, "--to", help="收件员工编号"),
                        as_json: bool = JSON) -> None:
+    """通知发件箱：--case 一个工单的，--to 发给某位员工的。"""
     from propflow import app as service
 
-    emit(service.list_notifications(case), as_json,
-         ["id", "created_at", "event", "channel", "status", "to", "subject"])
+    emit(service.list_notifications(case, to=to), as_json,
+         ["id", "created_at", "case", "event", "channel", "status", "to", "subject"])
 
 
 @clock_app.command("show")
@@ -262,14 +315,25 @@ def clock_show(as_json: bool = JSON) -> None:
 # "-1h" must reach the duration check, not be taken for an unknown option.
 @clock_app.command("advance", context_settings={"ignore_unknown_options": True})
 @command
-def clock_advance(delta: str, as_json: bool = JSON) -> None:
-    """培训模式：把模拟时钟向前拨（如 2h、30m、1d），并立即跑一遍时限检查。"""
+def clock_advance(delta: str | None = typer.Argument(None, help="如 2h、30m、1d"),
+                  to_next_due: bool = typer.Option(
+                      False, "--to-next-due", help="拨到最早到期的待处理步骤刚过期时"),
+                  as_json: bool = JSON) -> None:
+    """培训模式：把模拟时钟向前拨（如 2h、30m、1d，或 --to-next-due），并立即跑一遍时限检查。"""
     from models.notices import local
     from propflow import clock, sla
 
-    at = clock.advance(delta)
+    if (delta is None) == (not to_next_due):
+        raise PropflowError("delta：给出一个时长（如 1h）或 --to-next-due，二者选一；"
+                            "expected a duration such as 1h, or --to-next-due", field="delta")
+    shown: dict[str, Any] = {}
+    if to_next_due:
+        at, step_id = clock.advance_to_next_due()
+        shown["past_due_step"] = step_id
+    else:
+        at = clock.advance(delta or "")
     result = sla.tick()
-    emit({"now": local(at), "lapsed": result.lapsed, "warned": result.warned,
+    emit({"now": local(at), **shown, "lapsed": result.lapsed, "warned": result.warned,
           "woken": result.woken}, as_json)
 
 

@@ -7,12 +7,12 @@ only moves forward, by command.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Protocol
 
 from sqlalchemy import select
 
-from propflow.errors import PropflowError
+from propflow.errors import NotFound, PropflowError
 from propflow.settings import get_settings
 from propflow.workdays import parse_window
 
@@ -24,6 +24,10 @@ class Clock(Protocol):
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+
+# The real time a new training clock starts from; a test says "it is 22:00 on a Friday".
+wall_clock: Clock = SystemClock()
 
 
 class ManualClock:
@@ -44,16 +48,31 @@ class ManualClock:
 
 
 class TrainingClock:
+    """Simulated time shared through the database. A new one starts at 09:00 on a working
+    day, whatever the hour it is created at, so a walkthrough reads the same at 22:00 as at
+    10:00; it starts from `wall`, by default the module's `wall_clock` (real time)."""
+
+    def __init__(self, wall: Clock | None = None) -> None:
+        self._wall = wall
+
     def now(self) -> datetime:
         from models.cases import SimClock
         from models.db import unit_of_work
 
-        with unit_of_work() as session:
-            row = session.get(SimClock, 1)
-            if row is None:
-                row = SimClock(id=1, now=datetime.now(UTC).replace(microsecond=0))
-                session.add(row)
-            return row.now
+        start = training_start((self._wall or wall_clock).now())
+        try:
+            with unit_of_work() as session:
+                row = session.get(SimClock, 1)
+                if row is None:
+                    row = SimClock(id=1, now=start)
+                    session.add(row)
+                return row.now
+        except RuntimeError as exc:
+            # Asked first inside a writing unit on SQLite (opening the first case): it cannot
+            # write now. The next reading outside one stores the same morning.
+            if "deadlock" not in str(exc):
+                raise
+            return start
 
     def advance(self, delta: timedelta) -> datetime:
         from models.cases import SimClock
@@ -67,6 +86,25 @@ class TrainingClock:
             row = session.scalars(select(SimClock).where(SimClock.id == 1).with_for_update()).one()
             row.now = row.now + delta
             return row.now
+
+
+TRAINING_DAY_START = time(9, 0)
+
+
+def training_start(wall: datetime) -> datetime:
+    """The first 09:00 on a working day not before `wall`, in the policy's time zone: before
+    09:00 on a working day that is today, otherwise the next working day. Never in the past,
+    so a new training clock never shows a time before the real one it was made at."""
+    from propflow.policy import get_policy
+
+    calendar = get_policy().business_calendar()
+    local = wall.astimezone(calendar.zone)
+    day = local.date()
+    while True:
+        start = datetime.combine(day, TRAINING_DAY_START, tzinfo=calendar.zone)
+        if start >= local and calendar.is_workday(day):
+            return start.astimezone(UTC)
+        day += timedelta(days=1)
 
 
 # Ten years is more than any training scenario needs, and keeps every date arithmetic sane.
@@ -111,3 +149,28 @@ def advance(text: str) -> datetime:
     except OverflowError:  # past the year 9999, step by step
         raise PropflowError("delta：模拟时钟已到尽头；expected a fresh training database",
                             field="delta") from None
+
+
+def advance_to_next_due() -> tuple[datetime, int]:
+    """Move the training clock one second past the earliest future due time of a waiting
+    step, so the next SLA pass lapses it whatever hour the walkthrough is at. Returns the new
+    time and the step's id."""
+    from models.cases import Step
+    from models.db import unit_of_work
+
+    clock = get_clock()
+    if isinstance(clock, SystemClock) or not hasattr(clock, "advance"):
+        raise PropflowError(
+            "PROPFLOW_MODE：正常模式下时钟是真实时间，不能拨动；expected PROPFLOW_MODE=training",
+            field="PROPFLOW_MODE", code="forbidden",
+        )
+    at = clock.now()
+    with unit_of_work() as session:
+        nearest = session.execute(
+            select(Step.id, Step.due_at).where(Step.status == "waiting", Step.due_at > at)
+            .order_by(Step.due_at, Step.id).limit(1)).first()
+    if nearest is None:
+        raise NotFound("to-next-due：没有尚未到期的待处理步骤；expected a waiting step "
+                       "(`propflow steps list`), or a duration such as 1h", field="to-next-due")
+    moved = clock.advance(nearest.due_at - at + timedelta(seconds=1))  # type: ignore[union-attr]
+    return moved, nearest.id

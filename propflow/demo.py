@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from models.db import unit_of_work
@@ -43,6 +43,28 @@ def _get_or_add(session: Session, model: type, where: dict[str, Any], **extra: A
     return found
 
 
+# One household per unit, so a building notice in the walkthrough reaches every home of it.
+SURNAMES = "王李赵刘陈杨黄周吴徐孙胡朱高林何郭马罗梁宋郑谢韩唐冯于董萧程曹袁邓许傅沈"
+
+
+def resident_phone(code: str) -> str:
+    """A distinct, well-formed mainland mobile per unit: 1-2-301 -> 13750120301."""
+    building, entrance, room = code.split("-")
+    return f"13750{building}{entrance}{int(room):04d}"
+
+
+def _residents(session: Session, units: list[Unit]) -> None:
+    """A named resident with a phone in every unit that has nobody yet (idempotent)."""
+    housed = set(session.scalars(select(Resident.unit_id).where(
+        Resident.unit_id.in_([u.id for u in units]))))
+    for i, unit in enumerate(units):
+        if unit.id not in housed:
+            title = "先生" if i % 2 else "女士"
+            session.add(Resident(unit_id=unit.id, name=f"{SURNAMES[i % len(SURNAMES)]}{title}",
+                                 phone=resident_phone(unit.code), is_owner=True))
+    session.flush()
+
+
 def seed() -> dict[str, Any]:
     with unit_of_work() as session:
         company = _get_or_add(session, Company, {"code": "DEMO"}, name="示范物业服务有限公司")
@@ -64,6 +86,7 @@ def seed() -> dict[str, Any]:
                         units.append(unit)
         _get_or_add(session, Resident, {"unit_id": units[0].id, "name": "业主张三"},
                     phone="13800138000", is_owner=True)
+        _residents(session, units)
         staff = []
         for i, (name, role, skills, where) in enumerate(STAFF, start=1):
             person = _get_or_add(session, Staff, {"company_id": company.id, "name": name},
@@ -76,5 +99,7 @@ def seed() -> dict[str, Any]:
             "company": {"code": company.code, "name": company.name},
             "community": {"code": community.code, "name": community.name},
             "units": [u.code for u in units],
+            "households": session.scalar(select(func.count(func.distinct(Resident.unit_id))).join(
+                Unit, Unit.id == Resident.unit_id).where(Unit.community_id == community.id)),
             "staff": staff,
         }

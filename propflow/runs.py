@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from uuid import UUID
+
+from propflow.settings import get_settings
 
 log = logging.getLogger("propflow.runs")
 
@@ -27,23 +30,74 @@ def start(procedure: str, case_id: int, number: str) -> str | None:
     return str(run.id)
 
 
-def wake(flow_run_id: str | None) -> bool:
-    """Resume a waiting run so it re-reads the record. False if it is not waiting or away."""
+@dataclass(frozen=True)
+class Wake:
+    """What became of a wake-up: delivered, or queued and why. The decision or lapse is in
+    the record either way; the SLA clock wakes the run again on its next pass."""
+
+    delivered: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.delivered
+
+    def __radd__(self, other: int) -> int:  # a pass counts its wakes with +=
+        return other + int(self.delivered)
+
+
+AGAIN = ("propflow serve 的时限时钟每 {n} 秒唤醒一次，流程将在约 {n} 秒内读取 "
+         "(the SLA clock wakes it again within {n} s)")
+
+
+def _queued(why: str, then: str) -> Wake:
+    every = f"{get_settings().sla_interval_seconds:g}"
+    return Wake(False, f"{why}；{then.format(n=every)}")
+
+
+def wake(flow_run_id: str | None) -> Wake:
+    """Resume a waiting run so it re-reads the record; if it is not waiting, say why."""
     if not flow_run_id:
-        return False
+        return _queued("流程尚未启动 (the case's run has not started: Prefect was unreachable)",
+                       "propflow serve 启动流程后即读取 (it reads this once propflow serve "
+                       "starts the run, checked every {n} s)")
+    from prefect.exceptions import FlowPauseTimeout, NotPausedError
     from prefect.flow_runs import resume_flow_run
 
     for attempt in range(5):
         try:
             resume_flow_run(UUID(flow_run_id), run_input={"signal": "wake"})
-            return True
+            return Wake(True)
+        except NotPausedError:
+            return _queued(f"流程尚未进入等待 (the run is {_state(flow_run_id)}, not waiting yet)",
+                           AGAIN)
+        except FlowPauseTimeout:
+            return _queued("流程已不能恢复 (the run can no longer be resumed)",
+                           "运行监督将按记录重启流程 (run supervision restarts it from the "
+                           "record)")
         except RuntimeError as exc:
             # A run saves its input form just after pausing: a wake in between is early.
             if "schema not found" in str(exc) and attempt < 4:
                 time.sleep(0.1 * (attempt + 1))
                 continue
             log.info("could not wake run %s: %s", flow_run_id, exc)
+            if "schema not found" in str(exc):
+                break
+            return _queued(f"Prefect 拒绝唤醒 (Prefect refused the wake-up: {exc})", AGAIN)
         except Exception as exc:
             log.info("could not wake run %s: %r", flow_run_id, exc)
-        return False
-    return False
+            return _queued(f"Prefect 暂不可达 (could not reach Prefect: {type(exc).__name__})",
+                           "propflow serve 每 {n} 秒重试，Prefect 恢复后即送达 (the SLA clock "
+                           "retries every {n} s until Prefect answers)")
+    return _queued("流程正在挂起 (the run is still suspending)", AGAIN)
+
+
+def _state(flow_run_id: str) -> str:
+    """The run's state name, for the reason shown to whoever decided."""
+    from prefect.client.orchestration import get_client
+
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(flow_run_id)).state
+        return state.name if state else "starting"
+    except Exception:  # the state only explains; not knowing it changes nothing
+        return "running"

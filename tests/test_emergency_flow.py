@@ -27,7 +27,7 @@ def _add_residents(n: int, building: str) -> None:
 
 
 def test_gas_leak_end_to_end(demo, clock):
-    _add_residents(3, "1")
+    _add_residents(3, "1")  # with the demo's household in each of its 12 units: 15
     _add_residents(2, "2")  # not affected: must not hear of it
     run = EmergencyRun(demo, clock, buildings=["1"])
     assert run.step("activate#1")["role"] == "cs_supervisor"
@@ -37,7 +37,7 @@ def test_gas_leak_end_to_end(demo, clock):
     acks = ["acknowledge-pr#1", "acknowledge-tech_supervisor#1", "acknowledge-security#1"]
     assert {run.step(k)["role"] for k in acks} == {"pr", "tech_supervisor", "security"}
     activated = run.notices("activated")
-    assert len([n for n in activated if n["recipient"].startswith("resident:")]) == 4
+    assert len([n for n in activated if n["recipient"].startswith("resident:")]) == 15
     assert "燃气泄漏" in activated[0]["subject"]
     for key in acks:
         run.decide(key, key.split("-", 1)[1].split("#")[0])
@@ -45,11 +45,11 @@ def test_gas_leak_end_to_end(demo, clock):
     run.decide("update#1", "cs_supervisor", message="燃气公司已到场，正在关阀")
     assert run.step("update#2")  # the next update falls due 30 minutes on
     update = [n for n in run.notices("update") if n["channel"] == "inbox"]
-    assert len(update) == 4 and "进展通报" in update[0]["subject"]
+    assert len(update) == 15 and "进展通报" in update[0]["subject"]
     run.decide("resolve#1", "cs_supervisor", summary="阀门已更换", cause="阀门老化",
                losses="无")
     assert run.step("incident_report#1")
-    assert len([n for n in run.notices("resolved") if n["channel"] == "inbox"]) == 4
+    assert len([n for n in run.notices("resolved") if n["channel"] == "inbox"]) == 15
     run.decide("incident_report#1", "cs_supervisor", report="突发事件处理记录表……")
     run.decide("training_review#1", "company_cs", training_case=True, note="典型案例")
     assert run.finish() == "resolved"
