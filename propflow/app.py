@@ -8,6 +8,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import object_session, selectinload
 
 from models import complaint, directory, emergency, lifecycle, limits, notices, repair, steps
+from models.authority import chain_of, check_decider, rule_allowing
 from models.cases import Case, Step
 from models.db import unit_of_work
 from models.org import ROLES, Staff, StaffRole, Unit
@@ -15,6 +16,7 @@ from models.outbox import AuditEvent, Notification
 from notifications import labels
 from propflow import runs
 from propflow.clock import now
+from propflow.errors import Forbidden
 from propflow.policy import get_policy
 from propflow.settings import get_settings
 
@@ -88,17 +90,10 @@ def step_row(step: Step) -> dict[str, Any]:
 
 
 def _mine(step: Step, person: Staff) -> bool:
-    """Addressed to this person, and theirs to decide (the rules are models.steps')."""
-    if not steps.may_decide(step, person):
-        return False
-    roles = directory.roles_of(person, step.case.community_id)
-    if step.assignee_id == person.id:
-        return True
-    if step.role not in ROLES:  # the owner's own steps, recorded by whoever may
-        return True
-    if not step.assignee_id and step.role in roles:
-        return True
-    return bool(roles & {e.to_role for e in step.escalations})
+    """Addressed to this person: assigned to them, their role, or escalated to their level;
+    and the owner's own steps for whoever records them (the rules are models.authority's)."""
+    rule = rule_allowing(step, person)
+    return rule in ("assignee", "role", "chain") or (rule == "stand_in" and step.role not in ROLES)
 
 
 def list_steps(case: str | None = None, role: str | None = None,
@@ -147,7 +142,7 @@ def show_step(step_id: int | str) -> dict[str, Any]:
     with unit_of_work() as session:
         step = directory.step(session, step_id)
         out = step_row(step)
-        chain = steps.chain_of(step)
+        chain = chain_of(step)
         form = FORMS[form_key(step.case.procedure, step.kind)]
         out.update(
             procedure=step.case.procedure, case_status=step.case.status,
@@ -159,11 +154,7 @@ def show_step(step_id: int | str) -> dict[str, Any]:
             fields=[{"name": name, "type": _type_name(info.annotation),
                      "required": info.is_required(), "description": info.description or ""}
                     for name, info in form.model_fields.items()],
-            may_decide=[] if step.status != "waiting" else [
-                {"id": p.id, "name": p.name,
-                 "roles": sorted(directory.roles_of(p, step.case.community_id))}
-                for p in _staff_of(session, step.case.community_id)
-                if steps.may_decide(step, p)],
+            may_decide=[] if step.status != "waiting" else _deciders(session, step),
         )
         if step.decision:
             d = step.decision
@@ -171,6 +162,19 @@ def show_step(step_id: int | str) -> dict[str, Any]:
                                "values": d.values, "comment": d.comment, "channel": d.channel,
                                "at": notices.local(d.created_at)}
         return out
+
+
+def _deciders(session: Any, step: Step) -> list[dict[str, Any]]:
+    """Everyone the rules let decide the step now, each with the rule that lets them."""
+    out = []
+    for person in _staff_of(session, step.case.community_id):
+        try:
+            rule = check_decider(session, step, person)
+        except Forbidden:
+            continue
+        out.append({"id": person.id, "name": person.name, "rule": rule,
+                    "roles": sorted(directory.roles_of(person, step.case.community_id))})
+    return out
 
 
 def _staff_of(session: Any, community_id: int) -> list[Staff]:

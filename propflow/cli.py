@@ -212,7 +212,8 @@ def steps_show(step: str = typer.Argument(..., help="步骤编号"), as_json: bo
     print(f"层级 level: {data['level']} (chain {chain}; next {data['next_role'] or '-'})")
     for e in data["escalations"]:
         print(f"  升级 escalation → L{e['level']} {e['to_role']} (lapsed {e['lapsed_at']})")
-    who = ", ".join(f"{p['id']} {p['name']} ({'/'.join(p['roles'])})" for p in data["may_decide"])
+    who = ", ".join(f"{p['id']} {p['name']} ({'/'.join(p['roles'])}; {p['rule']})"
+                    for p in data["may_decide"])
     print(f"可处理 may decide: {who or '-'}")
     print("表单 form (* 必填 required):")
     for f in data["fields"]:

@@ -68,7 +68,8 @@ def work(demo, clock) -> dict[str, Any]:  # type: ignore[no-untyped-def]
                       staff["郑浩"])
     dispatch = open_case("3-1-101", "dispatch#1", "dispatch", "tech_supervisor", clock.now(),
                          category="equipment")
-    return {"staff": staff, "late": late, "fresh": fresh, "dispatch": dispatch}
+    owner = open_case("3-2-202", "owner_acceptance#1", "owner_acceptance", "owner", clock.now())
+    return {"staff": staff, "late": late, "fresh": fresh, "dispatch": dispatch, "owner": owner}
 
 
 def ids(rows: list[dict[str, Any]]) -> set[int]:
@@ -78,11 +79,12 @@ def ids(rows: list[dict[str, Any]]) -> set[int]:
 def test_mine_is_what_is_assigned_to_me_my_role_or_escalated_to_me(work):
     staff, late, fresh = work["staff"], work["late"]["step"], work["fresh"]["step"]
     mine = {name: ids(cli_json("steps", "list", "--mine", "--as", str(staff[name])))
-            for name in ("吴刚", "郑浩", "何军", "陈静", "张伟", "朱红")}
+            for name in ("吴刚", "郑浩", "何军", "陈静", "张伟", "朱红", "王芳")}
     assert mine["吴刚"] == {late}               # assigned to him, escalated or not
     assert mine["郑浩"] == {fresh}              # not his colleague's
-    assert mine["何军"] == {work["dispatch"]["step"]}  # his role, unassigned
+    assert mine["何军"] == {work["dispatch"]["step"]}  # his role; not the technicians' work
     assert mine["陈静"] == {late}               # escalated to her level
+    assert mine["王芳"] == {work["owner"]["step"]}  # the front desk records the owner's answer
     assert mine["张伟"] == set() and mine["朱红"] == set()
 
 
@@ -122,9 +124,11 @@ def test_show_gives_the_form_window_level_and_who_may_decide(work):
     assert fields["diagnosis"]["description"] == "故障诊断"
     assert shown["window"] == "48h 工作时间 (business hours)"
     assert (shown["level"], shown["chain"][0]) == (0, "cs_supervisor")
-    deciders = {p["id"] for p in shown["may_decide"]}
-    assert staff["郑浩"] in deciders
+    deciders = {p["id"]: p["rule"] for p in shown["may_decide"]}
+    assert deciders[staff["郑浩"]] == "assignee"
+    assert deciders[staff["何军"]] == "stand_in"  # the technical supervisor may step in
     assert staff["吴刚"] not in deciders and staff["朱红"] not in deciders
+    assert staff["陈静"] not in deciders  # not escalated to her yet
 
     text = cli_text("steps", "show", str(work["fresh"]["step"]))
     assert re.search(r"^\s+\* diagnosis\s", text, re.M)
@@ -137,7 +141,7 @@ def test_show_an_escalated_step_names_its_level_and_the_supervisor(work):
     assert shown["level"] == 1 and shown["role"] == "cs_supervisor"
     assert [e["to_role"] for e in shown["escalations"]] == ["cs_supervisor"]
     assert shown["next_role"] == "project_manager"
-    assert work["staff"]["陈静"] in {p["id"] for p in shown["may_decide"]}
+    assert {p["id"]: p["rule"] for p in shown["may_decide"]}[work["staff"]["陈静"]] == "chain"
     assert refused("steps", "show", "9999")["field"] == "step"
 
 
