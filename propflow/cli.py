@@ -256,8 +256,12 @@ def steps_decide(step: str = typer.Argument(..., help="步骤编号"),
 def cases_list(as_json: bool = JSON) -> None:
     from propflow import app as service
 
-    emit(service.list_cases(), as_json,
-         ["number", "status", "unit", "category", "priority", "assignee", "created_at"])
+    rows = service.list_cases()
+    if not as_json:
+        for row in rows:
+            row["run_state"] = row["run_state"] or "-"
+    emit(rows, as_json, ["number", "status", "run_state", "unit", "category", "priority",
+                         "assignee", "created_at"])
 
 
 @cases_app.command("show")
@@ -273,6 +277,13 @@ def cases_show(number: str, as_json: bool = JSON) -> None:
     for key in ("number", "status", "outcome", "unit", "category", "priority", "paid",
                 "reporter", "description", "flow_run_id"):
         print(f"{key}: {data[key]}")
+    if data["run_state"]:
+        restarts = data["run_restarts"]
+        print(f"run_state: {data['run_state']}"
+              f"{f' (自动重启 {restarts} 次 / restarted {restarts}x)' if restarts else ''}")
+    if data["status"] == "stuck":
+        print("流程停滞 (stuck)：按记录自动重启后仍未恢复，已通知公司客服中心；"
+              "expected a person to read the run's log in the Prefect UI and act")
     print("\n步骤 steps:")
     for s in data["steps"]:
         print(f"  #{s['id']} {s['key']} {s['role']} level={s['level']} {s['status']} "

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from models import steps
 from models.cases import Case, Decision, Escalation, Step
 from models.db import unit_of_work
-from propflow import runs
+from propflow import runs, supervise
 from propflow.clock import now
 
 log = logging.getLogger("propflow.sla")
@@ -27,6 +27,8 @@ class Pass:
     woken: int = 0
     redelivered: int = 0
     started: int = 0
+    restarted: int = 0
+    stuck: int = 0
 
 
 BATCH = 200  # steps per transaction: a long pass must not hold the database for long
@@ -55,6 +57,9 @@ def tick(*, start_pending: bool = True) -> Pass:
     result.redelivered = redeliver()
     if start_pending:
         result.started = start_pending_runs()
+        # Gated with the start of runs: a pass that starts no runs restarts none either.
+        watched = supervise.check(WORKER)
+        result.restarted, result.stuck = watched.restarted, watched.stuck
     return result
 
 

@@ -66,7 +66,8 @@ CONTEXT = dict(
     next_role_label="客服主管", role_label="客服主管", level=1, lapsed="2026-11-24 09:30",
     assignee="吴刚", technician="吴刚", eta="10:00", diagnosis="灯管坏", charge="50",
     outcome_label="已完成", duty="关闭燃气总阀", first_responder="王芳", location="1号楼",
-    resolution="减免", result="已处理", compensation="200", message="已恢复"
+    resolution="减免", result="已处理", compensation="200", message="已恢复",
+    run_state="Crashed", restarts=3, flow_run_id="7b7f890b-7dec-4e4f-ae27-23bce342c1ad",
 )
 
 

@@ -127,6 +127,15 @@ class Limits(_Strict):
     money_max: Decimal = Field(Decimal(100000), gt=0, le=Decimal(10) ** 12)
 
 
+class Supervision(_Strict):
+    """Run supervision: when a case's run counts as stuck, and how often it is restarted."""
+
+    # Pending, Scheduled or Running this long, or a decision or escalation unread this long.
+    stuck_after: Duration = timedelta(minutes=10)
+    max_restarts: int = Field(3, ge=0, le=20)
+    backoff: Duration = timedelta(minutes=1)  # before the 2nd restart, doubling after
+
+
 class Policy(_Strict):
     timezone: str = "Asia/Shanghai"
     lang: Literal["zh-CN", "en"] = "zh-CN"
@@ -140,6 +149,7 @@ class Policy(_Strict):
     stand_ins: dict[str, list[str]] = {}
     procedures: dict[str, Procedure]
     limits: Limits = Limits()
+    supervision: Supervision = Supervision()
 
     def business_calendar(self) -> BusinessCalendar:
         return BusinessCalendar(

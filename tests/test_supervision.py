@@ -1,0 +1,294 @@
+"""Run supervision (issue 6, finding 3): a case whose run died or stopped moving is restarted
+from its record; a run that keeps failing ends `stuck`, company_cs is told, and `cases list`
+and `cases show` say so with the run's state.
+
+The fast tests here stand in for Prefect (what it reports about runs, and the start of a new
+run); the served tests at the end kill real processes with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from models.cases import Case, Decision, Step
+from models.db import unit_of_work
+from propflow import app, runs, sla, supervise
+from propflow.cli import app as cli
+from tests.flowkit import REPAIR, until
+from tests.servekit import state, waiting
+
+runner = CliRunner()
+
+
+class FakePrefect:
+    """What Prefect reports about runs, and the runs propflow starts or cancels."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.states: dict[str, str] = {}  # run id -> state name
+        self.served = True
+        self.reads = 0
+        self.started: list[str] = []
+        self.cancelled: list[str] = []
+        self.next_state = "Failed"  # what a newly started run becomes
+        monkeypatch.setattr(supervise, "_read_runs", self.read)
+        monkeypatch.setattr(supervise, "_cancel", self.cancelled.append)
+        monkeypatch.setattr(runs, "start", self.start)
+        monkeypatch.setattr(runs, "wake", lambda run_id: False)  # it never reads anything
+
+    def read(self, run_ids: list[str]) -> dict[str, supervise.Seen]:
+        self.reads += 1
+        kinds = {"Suspended": "PAUSED", "Failed": "FAILED", "Crashed": "CRASHED",
+                 "Pending": "PENDING", "Running": "RUNNING", "Scheduled": "SCHEDULED"}
+        # A state's id is stable for as long as the run stays in it.
+        return {r: supervise.Seen(f"{r}:{self.states[r]}", self.states[r],
+                                  kinds[self.states[r]], self.served)
+                for r in run_ids if r in self.states}
+
+    def start(self, procedure: str, case_id: int, number: str) -> str:
+        run_id = str(uuid.uuid4())
+        self.started.append(run_id)
+        self.states[run_id] = self.next_state
+        return run_id
+
+
+@pytest.fixture
+def prefect(monkeypatch: pytest.MonkeyPatch) -> FakePrefect:
+    supervise._watch.clear()
+    yield FakePrefect(monkeypatch)
+    supervise._watch.clear()
+
+
+def open_case(prefect: FakePrefect, run_state: str) -> str:
+    number = app.open_repair(start_run=False, **REPAIR)["number"]
+    run_id = str(uuid.uuid4())
+    prefect.states[run_id] = run_state
+    with unit_of_work() as session:
+        case = session.scalars(select(Case).where(Case.number == number)).one()
+        case.flow_run_id, case.status = run_id, "in_progress"
+    return number
+
+
+def run_of(number: str) -> str:
+    with unit_of_work() as session:
+        return session.scalars(select(Case.flow_run_id).where(Case.number == number)).one()
+
+
+def timeline(number: str, action: str) -> list[dict]:
+    return [t for t in app.show_case(number)["timeline"] if t["action"] == action]
+
+
+def test_a_run_that_keeps_failing_is_restarted_with_backoff_then_marked_stuck(
+        demo, clock, prefect):
+    number = open_case(prefect, "Failed")
+    first = run_of(number)
+
+    # Restarted at once from the record: a new run of the same case.
+    assert sla.tick().restarted == 1
+    assert prefect.started == [run_of(number)] and run_of(number) != first
+    assert prefect.cancelled == []  # a dead run has nothing to cancel
+    (restart,) = timeline(number, "run_restarted")
+    assert restart["detail"]["run"] == first and restart["detail"]["attempt"] == 1
+
+    # The new run fails too: the next restart waits 1 minute, the one after 2 minutes.
+    assert sla.tick().restarted == 0
+    clock.advance(timedelta(minutes=1))
+    assert sla.tick().restarted == 1
+    clock.advance(timedelta(minutes=1))
+    assert sla.tick().restarted == 0
+    clock.advance(timedelta(minutes=1))
+    assert sla.tick().restarted == 1
+    assert len(prefect.started) == 3
+
+    # Three restarts, the policy's maximum: the case is stuck and company_cs is told, once.
+    assert sla.tick().stuck == 1
+    clock.advance(timedelta(hours=1))
+    assert sla.tick().stuck == 0 and len(prefect.started) == 3
+    shown = app.show_case(number)
+    assert shown["status"] == "stuck" and shown["run_state"] == "Failed"
+    told = [n for n in shown["notifications"] if n["event"] == "run_stuck"]
+    company_cs = next(p["name"] for p in demo["staff"] if p["role"] == "company_cs")
+    assert [n["to"] for n in told] == [company_cs]
+    assert number in told[0]["subject"] and "流程停滞" in told[0]["subject"]
+    assert timeline(number, "run_stuck")[0]["detail"]["restarts"] == 3
+
+    listed = runner.invoke(cli, ["cases", "list"])
+    assert listed.exit_code == 0, listed.output
+    row = next(line.split("\t") for line in listed.stdout.splitlines() if number in line)
+    assert row[1:3] == ["stuck", "Failed"]
+    detail = runner.invoke(cli, ["cases", "show", number])
+    assert detail.exit_code == 0, detail.output
+    assert "status: stuck" in detail.stdout and "run_state: Failed" in detail.stdout
+    assert "流程停滞" in detail.stdout
+
+    # Someone mends it (a retry from the Prefect UI): waiting again, the case is back in hand.
+    prefect.states[run_of(number)] = "Suspended"
+    sla.tick()
+    shown = app.show_case(number)
+    assert shown["status"] == "in_progress" and shown["run_restarts"] == 0
+    assert timeline(number, "run_recovered")
+
+
+def test_a_crashed_run_that_recovers_counts_its_restarts_from_zero(demo, clock, prefect):
+    number = open_case(prefect, "Crashed")
+    prefect.next_state = "Suspended"
+    assert sla.tick().restarted == 1
+    sla.tick()
+    assert app.show_case(number)["run_restarts"] == 0
+    assert app.show_case(number)["run_state"] == "Suspended"
+    prefect.states[run_of(number)] = "Crashed"  # days later, another crash
+    assert sla.tick().restarted == 1  # at once: no backoff left over from the first
+
+
+def test_a_run_pending_past_the_limit_is_cancelled_and_restarted(demo, clock, prefect):
+    number = open_case(prefect, "Pending")
+    old = run_of(number)
+    prefect.next_state = "Scheduled"
+    assert sla.tick().restarted == 0
+    assert app.show_case(number)["run_state"] == "Pending"
+    clock.advance(timedelta(minutes=9))
+    assert sla.tick().restarted == 0 and sla.tick().restarted == 0  # not yet 10 minutes
+    clock.advance(timedelta(minutes=1))
+    assert sla.tick().restarted == 1
+    assert prefect.cancelled == [old] and run_of(number) != old
+
+
+def test_one_look_after_a_clock_jump_restarts_nothing(demo, clock, prefect):
+    """`propflow clock advance` runs one pass in its own process: a run it sees Running once
+    may be working this very second, whatever the training clock says."""
+    number = open_case(prefect, "Running")
+    sla.tick()
+    clock.advance(timedelta(hours=3))
+    supervise._watch.clear()  # another process: it has not seen this run before
+    assert sla.tick().restarted == 0
+    assert sla.tick().restarted == 0
+    assert sla.tick().restarted == 1  # the same state on three passes, hours apart
+    assert timeline(number, "run_restarted")[0]["detail"]["state"] == "Running"
+
+
+def test_a_decision_unread_by_a_waiting_run_past_the_limit_restarts_it(demo, clock, prefect):
+    number = open_case(prefect, "Suspended")
+    with unit_of_work() as session:
+        case = session.scalars(select(Case).where(Case.number == number)).one()
+        step = Step(case_id=case.id, key="accept#1", kind="accept", role="technician",
+                    status="decided", window_seconds=1800, opened_at=clock.now(),
+                    due_at=clock.now() + timedelta(minutes=30), decided_at=clock.now())
+        session.add(step)
+        session.flush()
+        session.add(Decision(step_id=step.id, decided_by=demo["by_role"]["technician"],
+                             channel="cli", values={}, created_at=clock.now()))
+    for _ in range(3):
+        assert sla.tick().restarted == 0  # the SLA clock keeps waking it meanwhile
+    clock.advance(timedelta(minutes=10))
+    assert sla.tick().restarted == 0 and sla.tick().restarted == 0  # seen unread twice
+    assert sla.tick().restarted == 1
+    assert timeline(number, "run_restarted")[0]["detail"]["state"] == "Suspended"
+
+
+def test_healthy_cases_and_runs_started_by_hand_are_left_alone(demo, clock, prefect):
+    assert sla.tick().restarted == 0
+    assert prefect.reads == 0  # nothing open: Prefect is not asked
+    number = open_case(prefect, "Suspended")
+    clock.advance(timedelta(days=3))
+    for _ in range(4):
+        sla.tick()
+    assert prefect.reads == 4  # one call per pass for every open case, not one per case
+    prefect.served = False  # a run started by hand (tests): nothing to restart it from
+    prefect.states[run_of(number)] = "Crashed"
+    for _ in range(4):
+        assert sla.tick().restarted == 0
+    assert prefect.started == [] and app.show_case(number)["status"] == "in_progress"
+
+
+# --- served: real processes killed with SIGKILL --------------------------------------------
+
+
+def flow_processes(service) -> list[int]:  # type: ignore[no-untyped-def]
+    """The service's children that run a flow (`python -m prefect.engine`)."""
+    found = []
+    for pid in service.children():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"prefect.engine" in f.read():
+                    found.append(int(pid))
+        except FileNotFoundError:
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_kill_9_of_a_flow_run_process_restarts_the_case_run(service, demo):
+    service.start()
+    case = app.open_repair(**REPAIR)
+    number, first = case["number"], case["flow_run_id"]
+    step_id = until("accept#1", lambda: waiting(number, "accept#1"))
+    until("the run to suspend", lambda: state(first) == "Suspended")
+    until("the run's process to exit", lambda: service.children() == [])
+
+    app.decide(step_id, demo["by_role"]["technician"], {"note": "马上到"})
+    pids = until("the resumed run's process", lambda: flow_processes(service))
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    until("the killed run to crash", lambda: state(first) == "Crashed")
+
+    # Supervision restarts the case's run from its record: the decision is read, and the
+    # case moves on to its next step.
+    until("complete#1", lambda: waiting(number, "complete#1"))
+    shown = app.show_case(number)
+    assert shown["flow_run_id"] != first
+    assert [t["detail"]["state"] for t in shown["timeline"]
+            if t["action"] == "run_restarted"] == ["Crashed"]
+    assert [s["status"] for s in shown["steps"]] == ["decided", "waiting"]
+    until("the new run to wait", lambda: state(run_of(number)) == "Suspended")
+    until("supervision to see it wait", lambda: app.show_case(number)["run_state"] == "Suspended")
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_kill_9_of_the_service_right_after_a_decision_then_restart(service, demo):
+    from propflow import clock
+
+    service.start()
+    case = app.open_repair(**REPAIR)
+    number, first = case["number"], case["flow_run_id"]
+    step_id = until("accept#1", lambda: waiting(number, "accept#1"))
+    until("the run to suspend", lambda: state(first) == "Suspended")
+    until("the run's process to exit", lambda: service.children() == [])
+
+    app.decide(step_id, demo["by_role"]["technician"], {"note": "马上到"})
+    # Killed while its runner starts the resumed run: nobody is left to run it or to mark
+    # it crashed, and a runner started later only picks up Scheduled runs.
+    taken = ("Submitting", "Pending", "Running")
+    until("the runner to take the run", lambda: state(first) in taken)
+    service.stop()
+    left = state(first)
+    assert left in taken, left
+    service.start()
+
+    # Seen in the state it was left in, the limit counts from then: now move the clock.
+    until("supervision to see the run stopped",
+          lambda: app.show_case(number)["run_state"] == left)
+    assert waiting(number, "complete#1") is None
+    clock.advance("10m")  # the policy's stuck_after
+    until("complete#1", lambda: waiting(number, "complete#1"))
+    shown = app.show_case(number)
+    assert shown["flow_run_id"] != first and shown["status"] == "in_progress"
+    assert [t["detail"]["state"] for t in shown["timeline"]
+            if t["action"] == "run_restarted"] == [left]
+    assert state(first) == "Cancelled"  # the old run no longer counts
+
+    # And the case goes on to its end.
+    technician, csr = demo["by_role"]["technician"], demo["by_role"]["csr"]
+    app.decide(waiting(number, "complete#1"), technician, {"diagnosis": "灯管坏"})
+    app.decide(until("owner_acceptance#1", lambda: waiting(number, "owner_acceptance#1")),
+               csr, {"accepted": "true"})
+    app.decide(until("callback#1", lambda: waiting(number, "callback#1")), csr, {"rating": "5"})
+    until("the case to close", lambda: app.show_case(number)["status"] == "closed")
+
