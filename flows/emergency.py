@@ -32,25 +32,30 @@ def emergency(case_id: int, number: str) -> str:
 
 
 def keep_residents_informed(case_id: int, acks: list[int]) -> None:
-    """Until resolved, an update falls due every N minutes; each one reaches the residents."""
+    """Until resolved, an update falls due every N minutes; each one reaches the residents.
+
+    Settled steps are taken one by one in the order the record settled them, so a replay
+    stops at the resolve exactly as the first pass did: the update it cancelled is not news.
+    """
     n = 1
     update = open_step(case_id, f"update#{n}", "update", "cs_supervisor", None)
     resolve = open_step(case_id, "resolve#1", "resolve", "cs_supervisor", None)
     pending = [*acks, update, resolve]
     while True:
-        settled = wait_for(pending, need="any")
-        pending = [s for s in pending if s not in settled]
-        if update in settled:
-            tell_residents(case_id, "update", key=f"update#{n}",
-                           message=settled[update]["values"]["message"])
-            n += 1
-            update = open_step(case_id, f"update#{n}", "update", "cs_supervisor", None)
-            pending.append(update)
-        if resolve in settled:
-            cancel_steps([update, *[s for s in pending if s != update]], "incident resolved")
-            tell_residents(case_id, "resolved", key="resolved",
-                           summary=settled[resolve]["values"]["summary"])
-            return
+        for step_id, outcome in wait_for(pending, need="any").items():
+            pending.remove(step_id)
+            if step_id == resolve:
+                cancel_steps(pending, "incident resolved")
+                tell_residents(case_id, "resolved", key="resolved",
+                               summary=outcome["values"]["summary"])
+                return
+            if step_id == update and not outcome["cancelled"]:
+                if outcome["decided"]:  # an update expired by policy has nothing to say
+                    tell_residents(case_id, "update", key=f"update#{n}",
+                                   message=outcome["values"]["message"])
+                n += 1
+                update = open_step(case_id, f"update#{n}", "update", "cs_supervisor", None)
+                pending.append(update)
 
 
 def office_incident(case_id: int, office_class: str) -> None:

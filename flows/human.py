@@ -74,15 +74,35 @@ def _wait(step_id: int, kind: str, key: str) -> dict[str, Any]:
     return answer.model_dump() if answer is not None else {}
 
 
+class StepCancelled(RuntimeError):
+    """A step the flow asked is cancelled: it has no answer to go on with."""
+
+
 def _outcome(state: dict[str, Any]) -> dict[str, Any]:
-    return {"values": state["values"], "decided_by": state["decided_by"],
-            "lapsed": state["status"] == "lapsed", "status": state["status"]}
+    status = state["status"]
+    return {"status": status, "decided": status == "decided", "lapsed": status == "lapsed",
+            "cancelled": status == "cancelled",
+            # Only a decision has values: a lapsed or cancelled step answered nothing.
+            "values": state["values"] if status == "decided" else {},
+            "decided_by": state["decided_by"] if status == "decided" else None}
+
+
+def _settle_order(item: tuple[int, dict[str, Any]]) -> tuple[float, bool, int]:
+    step_id, state = item
+    # Within one instant (the training clock stands still) decisions go in the order they
+    # were taken, and a step settled without one (cancelled, expired) after them: a cancel
+    # is the consequence of a decision, never its cause.
+    return (state["settled_at"] or 0.0, state["decision_id"] is None,
+            state["decision_id"] or step_id)
 
 
 def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[int, dict[str, Any]]:
     """Wait until all (or any) of the steps are settled, escalating lapses meanwhile.
 
-    Returns the outcome of each settled step: {"values", "decided_by", "lapsed", "status"}.
+    Returns the outcome of each settled step (see _outcome), in the order the record settled
+    them. A replay finds more settled than the first pass did (a resolve, then the update it
+    cancelled): a body that acts on them in this order, and stops where it stopped before,
+    takes the same path from the record. Read "values" only where "decided" is true.
     """
     wakes = 0
     while True:
@@ -90,7 +110,8 @@ def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[i
         for state in states.values():
             for escalation_id, level in state["pending_escalations"]:
                 escalate(escalation_id, level=level)
-        done = {sid: _outcome(st) for sid, st in states.items() if st["status"] in SETTLED}
+        done = {sid: _outcome(st) for sid, st in sorted(states.items(), key=_settle_order)
+                if st["status"] in SETTLED}
         if done and (need == "any" or len(done) == len(step_ids)):
             return done
         waiting = [sid for sid in step_ids if sid not in done]
@@ -111,7 +132,10 @@ def ask(case_id: int, key: str, kind: str, role: str,
         assignee_id: int | None = None, context: dict[str, Any] | None = None) -> dict[str, Any]:
     """One step: returns its outcome once decided or expired."""
     step_id = open_step(case_id, key, kind, role, assignee_id, context)
-    return wait_for([step_id])[step_id]
+    outcome = wait_for([step_id])[step_id]
+    if outcome["cancelled"]:
+        raise StepCancelled(f"step {key} of case {case_id} was cancelled: nothing was decided")
+    return outcome
 
 
 def ask_all(case_id: int, asks: list[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ def repair(case_id: int, number: str) -> str:
     attempt = 0
     while True:
         attempt += 1
-        technician_name = assign(case_id, technician)
+        technician_name = assign(case_id, technician, attempt)
         accepted = ask(case_id, f"accept#{attempt}", "accept", "technician", technician)
         if accepted["values"].get("reassign_to") is None:
             break

@@ -27,8 +27,12 @@ def auto_dispatch(case_id: int) -> int | None:
 
 
 @task(name="assign", cache_policy=NO_CACHE)
-def assign(case_id: int, technician_id: int) -> str:
-    """Make the technician the case's assignee; returns their name for the owner's message."""
+def assign(case_id: int, technician_id: int, attempt: int = 1) -> str:
+    """Make the technician the case's assignee; returns their name for the owner's message.
+
+    A replay passes every earlier attempt again: an attempt already recorded changes nothing,
+    or the assignee would flip back to the first technician and forth at every replay.
+    """
     with unit_of_work() as session:
         case = load(session, case_id)
         person = session.get(Staff, technician_id)
@@ -36,6 +40,9 @@ def assign(case_id: int, technician_id: int) -> str:
             # Every door checks the staff a decision names before the run sees them
             # (models.authority): this is our fault, and run supervision takes it from here.
             raise LookupError(f"assign: staff {technician_id} is not on record")
+        if attempt <= case.data.get("assigned_attempt", 0):
+            return person.name
+        case.data = {**case.data, "assigned_attempt": attempt}
         if case.assignee_id != technician_id:
             audit(session, at=now(), actor="flow", action="assigned", case_id=case_id,
                   technician=technician_id, previous=case.assignee_id)

@@ -48,6 +48,10 @@ def read_steps(step_ids: list[int]) -> dict[int, dict[str, Any]]:
                 "status": step.status,
                 "values": decision.values if decision else {},
                 "decided_by": decision.decided_by if decision else None,
+                # When it settled (decided, lapsed or cancelled) and, within one instant,
+                # the decision's number: a replay takes settled steps in this order.
+                "settled_at": step.decided_at.timestamp() if step.decided_at else None,
+                "decision_id": decision.id if decision else None,
                 "pending_escalations": [list(row) for row in pending],
             }
     return out
