@@ -38,7 +38,9 @@ DEAD = {"FAILED", "CRASHED", "CANCELLED"}
 # A Suspended or Paused run is waiting for a person: it holds no process and sends no
 # heartbeat, and that is healthy.
 WAITING = {"PAUSED"}
-BATCH = 200
+WAIT_NAMES = {"Suspended", "Paused"}
+ID_BATCH = 1000  # run ids per request
+PAGE = 200  # the server's largest page
 # A run only looks stuck to the process that has seen the very same Prefect state on this
 # many passes: a one-shot pass (`propflow clock advance`) or a replica that just started
 # never restarts a run on a single look, and a training clock moved forward by hours while
@@ -83,7 +85,7 @@ def check(worker: str = "supervise") -> Result:
     if not cases:
         return result
     try:
-        seen = _read_runs([c.flow_run_id for c in cases])
+        seen = _read_runs(cases)
     except Exception as exc:  # Prefect away: nothing to judge, the next pass looks again
         log.info("run supervision skipped, Prefect unreachable: %r", exc)
         return result
@@ -150,29 +152,59 @@ def _unread_since(session: Any, cutoff: datetime) -> set[int]:
     return set(session.scalars(decisions)) | set(session.scalars(escalations))
 
 
-def _read_runs(run_ids: list[str]) -> dict[str, Seen]:
+def _read_runs(cases: list[Any]) -> dict[str, Seen]:
+    """Where each case's run stands. Most runs of open cases wait for a person: Prefect is
+    asked only for the runs that are not waiting, plus those whose last seen state was not
+    a wait, so a pass over thousands of waiting cases returns next to nothing."""
+    from prefect.client.schemas.filters import FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    ids = {c.flow_run_id: c for c in cases if _uuid(c.flow_run_id)}
+    out = _query(list(ids), FlowRunFilterState(
+        type=FlowRunFilterStateType(not_any_=[StateType.PAUSED])))
+    unsure = [i for i, c in ids.items() if i not in out and c.run_state not in WAIT_NAMES]
+    out |= _query(unsure, None)
+    for run_id, case in ids.items():
+        if run_id not in out and case.run_state in WAIT_NAMES:
+            # Still waiting, as last seen: only runs started from a deployment get recorded.
+            out[run_id] = Seen("waiting", case.run_state, "PAUSED", True)
+    return out
+
+
+def _query(run_ids: list[str], state: Any) -> dict[str, Seen]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import FlowRunSort
 
-    ids: list[UUID] = []
-    for run_id in run_ids:
-        try:
-            ids.append(UUID(run_id))
-        except ValueError:
-            continue
     out: dict[str, Seen] = {}
+    if not run_ids:
+        return out
     with get_client(sync_client=True) as client:
-        for i in range(0, len(ids), BATCH):
-            chunk = ids[i:i + BATCH]
-            # Without an explicit sort, read_flow_runs answers 422 on Prefect 3.8.8.
-            for run in client.read_flow_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)),
-                    sort=FlowRunSort.ID_DESC, limit=len(chunk)):
-                if run.state is not None:
-                    out[str(run.id)] = Seen(str(run.state.id), run.state.name,
-                                            run.state.type.value, run.deployment_id is not None)
+        for i in range(0, len(run_ids), ID_BATCH):
+            chunk = [UUID(r) for r in run_ids[i:i + ID_BATCH]]
+            offset = 0
+            while True:
+                # Without an explicit sort, read_flow_runs answers 422 on Prefect 3.8.8.
+                page = client.read_flow_runs(
+                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk), state=state),
+                    sort=FlowRunSort.ID_DESC, limit=PAGE, offset=offset)
+                for run in page:
+                    if run.state is not None:
+                        out[str(run.id)] = Seen(str(run.state.id), run.state.name,
+                                                run.state.type.value,
+                                                run.deployment_id is not None)
+                if len(page) < PAGE:
+                    break
+                offset += PAGE
     return out
+
+
+def _uuid(run_id: str) -> bool:
+    try:
+        UUID(run_id)
+    except ValueError:
+        return False
+    return True
 
 
 def _restart(case: Any, run: Seen, at: datetime, worker: str, why: str) -> bool:

@@ -42,8 +42,9 @@ class FakePrefect:
         monkeypatch.setattr(runs, "start", self.start)
         monkeypatch.setattr(runs, "wake", lambda run_id: False)  # it never reads anything
 
-    def read(self, run_ids: list[str]) -> dict[str, supervise.Seen]:
+    def read(self, cases: list) -> dict[str, supervise.Seen]:  # type: ignore[type-arg]
         self.reads += 1
+        run_ids = [c.flow_run_id for c in cases]
         kinds = {"Suspended": "PAUSED", "Failed": "FAILED", "Crashed": "CRASHED",
                  "Pending": "PENDING", "Running": "RUNNING", "Scheduled": "SCHEDULED"}
         # A state's id is stable for as long as the run stays in it.
