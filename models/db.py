@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import random
 import re
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import DateTime, create_engine, event, make_url, text
+from sqlalchemy import DateTime, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
 from propflow.errors import PropflowError
@@ -75,18 +78,10 @@ def get_engine(url: str | None = None) -> Engine:
         check_url(url)
         kwargs: dict[str, object] = {"future": True, "pool_pre_ping": True}
         if url.startswith("sqlite"):
-            kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+            kwargs["connect_args"] = {"timeout": BUSY_WAIT_SECONDS, "check_same_thread": False}
         engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
-            # Flows, the SLA clock and the CLI write at once: WAL lets readers go on.
-            @event.listens_for(engine, "connect")
-            def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA busy_timeout=30000")
-                cur.execute("PRAGMA foreign_keys=ON")
-                cur.close()
-
+            _sqlite_transactions(engine)
         _engines[url] = engine
     return _engines[url]
 
@@ -97,22 +92,122 @@ def dispose_engines() -> None:
     _engines.clear()
 
 
+# How long one attempt waits for another writer, how many attempts, and the first pause
+# between them (doubled each time, with jitter so that waiting writers do not move in step).
+BUSY_WAIT_SECONDS = 10.0
+BUSY_ATTEMPTS = 4
+BUSY_BACKOFF_SECONDS = 0.2
+
+
+def _sqlite_transactions(engine: Engine) -> None:
+    """SQLAlchemy's pysqlite recipe: we emit BEGIN ourselves, IMMEDIATE for a writer.
+
+    pysqlite left alone begins lazily (DEFERRED): a unit that reads and then writes must
+    upgrade its lock, and SQLite refuses that upgrade at once with "database is locked"
+    whenever another writer is active, without honouring busy_timeout. BEGIN IMMEDIATE
+    takes the write lock first, and waiting for it does honour busy_timeout.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        dbapi_conn.isolation_level = None  # no implicit BEGIN/COMMIT from the driver
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(BUSY_WAIT_SECONDS * 1000)}")
+        # Flows, the SLA clock and the CLI write at once: WAL lets readers go on.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):  # type: ignore[no-untyped-def]
+        writing = conn.get_execution_options().get("propflow_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if writing else "BEGIN")
+
+
+_held = threading.local()  # the SQLite databases this thread holds the write lock of
+
+
 @contextmanager
-def unit_of_work(url: str | None = None) -> Iterator[Session]:
-    """One transaction: everything written inside (events, outbox, audit) commits together."""
-    factory = sessionmaker(get_engine(url), expire_on_commit=False)
-    session = factory()
+def unit_of_work(url: str | None = None, *, write: bool = True) -> Iterator[Session]:
+    """One transaction: everything written inside (events, outbox, audit) commits together.
+
+    On SQLite a writing unit takes the database's write lock before it starts (waiting, and
+    retrying with backoff, while another process holds it), so it never fails half-way on a
+    lock. `write=False` is for units that only read: they run beside writers without waiting.
+    """
+    url = url or get_settings().db_url
+    engine = get_engine(url)
+    sqlite_writer = write and engine.dialect.name == "sqlite"
+    if sqlite_writer and url in _holding():
+        # The inner unit would wait for the outer one's lock, and the outer for the inner.
+        raise RuntimeError("a writing unit of work inside another on the same SQLite database "
+                           "would deadlock; read with unit_of_work(write=False)")
+    session = _begin(url, engine.execution_options(propflow_write=write))
+    if sqlite_writer:
+        _holding().add(url)
     try:
         yield session
         session.commit()
     except OperationalError as exc:
         session.rollback()
-        raise unreachable(url, exc) from exc
+        raise database_error(url, exc) from exc
     except BaseException:
         session.rollback()
         raise
     finally:
+        if sqlite_writer:
+            _holding().discard(url)
         session.close()
+
+
+def _holding() -> set[str]:
+    if not hasattr(_held, "urls"):
+        _held.urls = set()
+    return _held.urls
+
+
+def _begin(url: str, bind: Engine) -> Session:
+    """A session whose transaction has begun: on SQLite the lock is taken here, not later."""
+    for attempt in range(BUSY_ATTEMPTS):
+        session = Session(bind, expire_on_commit=False)
+        try:
+            session.connection()
+            return session
+        except OperationalError as exc:
+            session.close()
+            if not is_busy(exc):
+                raise unreachable(url, exc) from exc
+            if attempt == BUSY_ATTEMPTS - 1:
+                raise busy(url, exc) from exc
+            pause = BUSY_BACKOFF_SECONDS * 2 ** attempt
+            time.sleep(pause * (0.5 + random.random()))
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
+def is_busy(exc: Exception) -> bool:
+    """A lock held by someone else (worth waiting for), not a database we cannot reach."""
+    orig = getattr(exc, "orig", exc)
+    text_ = str(orig).lower()
+    if "database is locked" in text_ or "database table is locked" in text_ or (
+            "database is busy" in text_):
+        return True
+    # PostgreSQL: serialization failures, deadlocks and lock timeouts (SQLSTATE 40xxx, 55P03)
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None) or ""
+    return code.startswith("40") or code == "55P03"
+
+
+def database_error(url: str | None, exc: OperationalError) -> PropflowError:
+    return busy(url, exc) if is_busy(exc) else unreachable(url, exc)
+
+
+def busy(url: str | None, exc: Exception) -> PropflowError:
+    shown = safe_url(url or get_settings().db_url)
+    waited = max(1, round(BUSY_WAIT_SECONDS * BUSY_ATTEMPTS))
+    return PropflowError(
+        f"数据库繁忙 {shown}：其他操作正占用写锁，已等待约 {waited} 秒仍未释放，请稍后重试；"
+        f"expected the database to be free within {waited} s (nothing was changed)",
+        field="database", code="database_busy",
+    )
 
 
 def unreachable(url: str | None, exc: Exception) -> PropflowError:
@@ -170,9 +265,20 @@ def upgrade(url: str | None = None) -> None:
     cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     try:
         with get_engine(url).connect() as conn:
-            conn.execute(text("select 1"))
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            # Every command upgrades first, so a burst of commands on a new database all
+            # get here: one migrates under the write lock, the others then find it done.
+            conn.execution_options(propflow_write=True)
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("select pg_advisory_xact_lock(7242050113)"))
+            else:
+                conn.execute(text("select 1"))  # BEGIN IMMEDIATE: waits for the lock
+            current = set()
+            if inspect(conn).has_table("alembic_version"):
+                current = set(conn.execute(text("select version_num from alembic_version"))
+                              .scalars())
+            if not current or current != _heads():
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
             conn.commit()
     except OperationalError as exc:
-        raise unreachable(url, exc) from exc
+        raise database_error(url, exc) from exc

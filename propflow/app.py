@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -20,18 +22,26 @@ from propflow.errors import Forbidden
 from propflow.policy import get_policy
 from propflow.settings import get_settings
 
+OPENER = f"open@{socket.gethostname()}:{os.getpid()}"
+
 
 def _open(opener: Any, start_run: bool, **fields: Any) -> dict[str, Any]:
     with unit_of_work() as session:
         case = opener(session, now=now(), **fields)
         if start_run:
-            # Created in the same transaction: a case never exists without its run unless
-            # Prefect was away, and then the SLA clock starts it later.
-            case.flow_run_id = runs.start(case.procedure, case.id, case.number)
+            # Claimed as it is created, so the SLA clock does not start it too meanwhile.
+            runs.claim_new(case, OPENER)
         summary = case_summary(session, case)
-        if start_run and not case.flow_run_id:
-            summary["note"] = "Prefect 暂不可达：工单已保存，propflow serve 将在其恢复后启动流程"
+        case_id = case.id
+    if not start_run:
         return summary
+    # Committed first, then Prefect is called with no transaction open: a slow or absent
+    # Prefect holds no lock, and if it is away the SLA clock starts the run later.
+    run_id = runs.start_claimed(case_id, summary["procedure"], summary["number"], OPENER)
+    summary["flow_run_id"] = run_id
+    if not run_id:
+        summary["note"] = "Prefect 暂不可达：工单已保存，propflow serve 将在其恢复后启动流程"
+    return summary
 
 
 def open_repair(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:

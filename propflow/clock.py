@@ -59,6 +59,12 @@ class TrainingClock:
         from models.cases import SimClock
         from models.db import unit_of_work
 
+        # Read without the write lock: the time is asked for inside writing units of work,
+        # and on SQLite a second writer there would wait for the first for ever.
+        with unit_of_work(write=False) as session:
+            row = session.get(SimClock, 1)
+            if row is not None:
+                return row.now
         start = training_start((self._wall or wall_clock).now())
         try:
             with unit_of_work() as session:

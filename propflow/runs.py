@@ -6,8 +6,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from uuid import UUID
 
+from sqlalchemy import ColumnElement, or_, select, update
+from sqlalchemy.orm import Session
+
+from models.cases import Case
+from models.db import unit_of_work
+from propflow.clock import now
 from propflow.settings import get_settings
 
 log = logging.getLogger("propflow.runs")
@@ -28,6 +35,62 @@ def start(procedure: str, case_id: int, number: str) -> str | None:
         log.warning("could not start the %s run for %s: %s", procedure, number, exc)
         return None
     return str(run.id)
+
+
+# A start claimed longer ago than this was abandoned by a process that died before it
+# recorded the run: another may take it over. Far longer than a start takes.
+CLAIM_LEASE = timedelta(minutes=5)
+
+
+def claimable(by: str, at: datetime) -> ColumnElement[bool]:
+    """Cases whose first run `by` may start now: none yet, and nobody else starting it."""
+    return Case.flow_run_id.is_(None) & or_(
+        Case.run_claimed_by.is_(None), Case.run_claimed_by == by,
+        Case.run_claimed_at < at - CLAIM_LEASE)
+
+
+def claim(session: Session, case_id: int, by: str) -> bool:
+    """Take the start of a case's first run. One conditional UPDATE: of several replicas
+    (or an opener and the SLA clock) exactly one wins, and nobody starts a second run."""
+    at = now()
+    done = session.execute(
+        update(Case).where(Case.id == case_id, claimable(by, at))
+        .values(run_claimed_by=by, run_claimed_at=at)
+        .execution_options(synchronize_session=False))
+    return done.rowcount == 1  # type: ignore[attr-defined]
+
+
+def claim_new(case: Case, by: str) -> None:
+    """A case just created in this transaction is claimed by its creator, who starts its
+    run once the case is committed."""
+    case.run_claimed_by, case.run_claimed_at = by, now()
+
+
+def start_claimed(case_id: int, procedure: str, number: str, by: str) -> str | None:
+    """Start the run of a case claimed and committed before: Prefect is called outside any
+    transaction; then the run is recorded, or the claim let go for the SLA clock to retry."""
+    run_id = start(procedure, case_id, number)
+    with unit_of_work() as session:
+        if run_id:  # the run's own intake may have recorded it already
+            session.execute(update(Case).where(Case.id == case_id, Case.flow_run_id.is_(None))
+                            .values(flow_run_id=run_id)
+                            .execution_options(synchronize_session=False))
+        else:
+            session.execute(update(Case).where(Case.id == case_id, Case.run_claimed_by == by)
+                            .values(run_claimed_by=None, run_claimed_at=None)
+                            .execution_options(synchronize_session=False))
+    return run_id
+
+
+def start_pending(case_id: int, by: str) -> str | None:
+    """Claim, then start, the first run of a case that has none; None if another has the
+    claim or Prefect is away."""
+    with unit_of_work() as session:
+        if not claim(session, case_id, by):
+            return None
+        procedure, number = session.execute(
+            select(Case.procedure, Case.number).where(Case.id == case_id)).one()
+    return start_claimed(case_id, procedure, number, by)
 
 
 @dataclass(frozen=True)

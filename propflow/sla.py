@@ -100,19 +100,13 @@ def redeliver() -> int:
 
 
 def start_pending_runs() -> int:
-    """Cases recorded while Prefect was unreachable get their run now."""
-    with unit_of_work() as session:
-        pending = session.execute(select(Case.id, Case.procedure, Case.number).where(
-            Case.flow_run_id.is_(None), Case.status == "open")).all()
-    started = 0
-    for case_id, procedure, number in pending:
-        run_id = runs.start(procedure, case_id, number)
-        if run_id:
-            with unit_of_work() as session:
-                case = session.get(Case, case_id)
-                if case and case.flow_run_id is None:
-                    case.flow_run_id = run_id
-            started += 1
-    return started
+    """Cases recorded while Prefect was unreachable get their run now. Each start is
+    claimed in the database first, so of several replicas exactly one starts it; a claim
+    whose holder died before recording the run is taken over when its lease is up."""
+    at = now()
+    with unit_of_work(write=False) as session:
+        pending = session.scalars(select(Case.id).where(
+            Case.status == "open", runs.claimable(WORKER, at)).order_by(Case.id)).all()
+    return sum(1 for case_id in pending if runs.start_pending(case_id, WORKER))
 
 

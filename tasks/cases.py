@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from models import broadcast, lifecycle, notices
 from models.cases import Case
 from models.db import unit_of_work
 from propflow.clock import now
+from tasks.retries import db_task
 
 
 def load(session: Any, case_id: int) -> Case:
@@ -20,7 +19,7 @@ def load(session: Any, case_id: int) -> Case:
     return case
 
 
-@task(name="intake", cache_policy=NO_CACHE)
+@db_task(name="intake")
 def intake(case_id: int) -> dict[str, Any]:
     """Link the case to this run; hand the flow what it needs to choose its path."""
     with unit_of_work() as session:
@@ -35,7 +34,7 @@ def intake(case_id: int) -> dict[str, Any]:
                 "status": case.status, **case.data}
 
 
-@task(name="tell-reporter", cache_policy=NO_CACHE, task_run_name="tell-reporter {event}")
+@db_task(name="tell-reporter", task_run_name="tell-reporter {event}")
 def tell_reporter(case_id: int, event: str, key: str, **extra: Any) -> None:
     with unit_of_work() as session:
         case = load(session, case_id)
@@ -43,7 +42,7 @@ def tell_reporter(case_id: int, event: str, key: str, **extra: Any) -> None:
                      key=f"case:{case_id}:{key}", now=now(), **extra)
 
 
-@task(name="tell-role", cache_policy=NO_CACHE, task_run_name="tell-role {role} {event}")
+@db_task(name="tell-role", task_run_name="tell-role {role} {event}")
 def tell_role(case_id: int, role: str, event: str, key: str, **extra: Any) -> None:
     with unit_of_work() as session:
         case = load(session, case_id)
@@ -51,7 +50,7 @@ def tell_role(case_id: int, role: str, event: str, key: str, **extra: Any) -> No
                      to=notices.role_recipients(session, case, role), **extra)
 
 
-@task(name="broadcast", cache_policy=NO_CACHE, task_run_name="broadcast {event}")
+@db_task(name="broadcast", task_run_name="broadcast {event}")
 def tell_residents(case_id: int, event: str, key: str, **extra: Any) -> int:
     """Every household of the affected buildings, in one transaction."""
     with unit_of_work() as session:
@@ -59,7 +58,7 @@ def tell_residents(case_id: int, event: str, key: str, **extra: Any) -> int:
                                       key=f"case:{case_id}:{key}", now=now(), **extra)
 
 
-@task(name="close-case", cache_policy=NO_CACHE)
+@db_task(name="close-case")
 def close_case(case_id: int, outcome: str) -> None:
     with unit_of_work() as session:
         lifecycle.close(session, load(session, case_id), outcome, now())

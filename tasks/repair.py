@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
+import os
+import socket
 
 from models import repair
 from models.db import unit_of_work
 from models.org import Staff
 from models.outbox import audit
+from propflow import runs
 from propflow.clock import now
 from tasks.cases import load
+from tasks.retries import db_task
 
 
-@task(name="auto-dispatch", cache_policy=NO_CACHE)
+@db_task(name="auto-dispatch")
 def auto_dispatch(case_id: int) -> int | None:
     """Choose once and remember: a replay must not pick someone else."""
     with unit_of_work() as session:
@@ -26,7 +28,7 @@ def auto_dispatch(case_id: int) -> int | None:
         return case.data["auto_dispatch"]
 
 
-@task(name="assign", cache_policy=NO_CACHE)
+@db_task(name="assign")
 def assign(case_id: int, technician_id: int, attempt: int = 1) -> str:
     """Make the technician the case's assignee; returns their name for the owner's message.
 
@@ -57,12 +59,14 @@ def assign(case_id: int, technician_id: int, attempt: int = 1) -> str:
 
 
 
-@task(name="open-complaint", cache_policy=NO_CACHE)
+OPENER = f"open-complaint@{socket.gethostname()}:{os.getpid()}"
+
+
+@db_task(name="open-complaint")
 def complain_about(case_id: int, rating: int, comment: str, received_by: int | None) -> str:
     """A callback rated 1 or 2 opens a complaint on its own, linked to the work order."""
     from models.complaint import open_complaint
     from models.org import Unit
-    from propflow import runs
 
     with unit_of_work() as session:
         case = load(session, case_id)
@@ -74,11 +78,9 @@ def complain_about(case_id: int, rating: int, comment: str, received_by: int | N
                 description=f"报修 {case.number} 回访评分 {rating}：{comment or '（无留言）'}",
                 received_by=received_by, repair=case.number, now=now())
             case.data = {**case.data, "complaint": opened.number, "complaint_id": opened.id}
+            runs.claim_new(opened, OPENER)  # so the SLA clock does not start it as well
         number, complaint_id = case.data["complaint"], case.data["complaint_id"]
-    # Outside the transaction: if Prefect is away the SLA clock starts it later.
-    run_id = runs.start("complaint", complaint_id, number)
-    if run_id:
-        with unit_of_work() as session:
-            opened_case = load(session, complaint_id)
-            opened_case.flow_run_id = opened_case.flow_run_id or run_id
+    # Outside the transaction: if Prefect is away the SLA clock starts it later. A replay
+    # or a retry finds the run started (or claimed by another) and starts nothing.
+    runs.start_pending(complaint_id, OPENER)
     return number

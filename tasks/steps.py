@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import get_run_logger
 from sqlalchemy import select
 
 from models import directory, steps
@@ -15,9 +14,10 @@ from models.forms import form_key
 from models.outbox import audit
 from propflow.clock import now
 from propflow.errors import PropflowError
+from tasks.retries import TRANSIENT, db_task
 
 
-@task(name="open-step", cache_policy=NO_CACHE, task_run_name="open-step {key}")
+@db_task(name="open-step", task_run_name="open-step {key}")
 def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | None,
               context: dict[str, Any] | None = None) -> int:
     with unit_of_work() as session:
@@ -27,7 +27,7 @@ def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | N
                                assignee_id=assignee_id, now=now(), context=context).id
 
 
-@task(name="read-steps", cache_policy=NO_CACHE)
+@db_task(name="read-steps")
 def read_steps(step_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Where the steps stand in the record, which the flow trusts over any resume input.
 
@@ -57,7 +57,7 @@ def read_steps(step_ids: list[int]) -> dict[int, dict[str, Any]]:
     return out
 
 
-@task(name="cancel-steps", cache_policy=NO_CACHE)
+@db_task(name="cancel-steps")
 def cancel_steps(step_ids: list[int], reason: str) -> None:
     """Steps no longer needed (an incident resolved while an update was due)."""
     with unit_of_work() as session:
@@ -65,7 +65,7 @@ def cancel_steps(step_ids: list[int], reason: str) -> None:
             steps.cancel(session, directory.step(session, step_id), reason, now())
 
 
-@task(name="escalate", cache_policy=NO_CACHE, task_run_name="escalate level {level}")
+@db_task(name="escalate", task_run_name="escalate level {level}")
 def escalate(escalation_id: int, level: int) -> list[str]:
     """Tell the next level of the chain that a window lapsed, and record it."""
     with unit_of_work() as session:
@@ -80,7 +80,7 @@ def escalate(escalation_id: int, level: int) -> list[str]:
 UI_ONLY = ("signal", "as_staff", "comment", "metadata", "step_id")
 
 
-@task(name="record-ui-decision", cache_policy=NO_CACHE)
+@db_task(name="record-ui-decision")
 def record_ui_decision(step_id: int, answer: dict[str, Any]) -> bool:
     """A decision typed into the Prefect UI form: stored as an override with its channel."""
     logger = get_run_logger()
@@ -99,6 +99,8 @@ def record_ui_decision(step_id: int, answer: dict[str, Any]) -> bool:
                          override=True)
         return True
     except PropflowError as exc:
+        if exc.code in TRANSIENT:  # a lock, not a refusal: retried (tasks.retries)
+            raise
         with unit_of_work() as session:
             step = directory.step(session, step_id)
             audit(session, at=now(), actor="prefect_ui", action="ui_decision_refused",
