@@ -293,3 +293,39 @@ def test_kill_9_of_the_service_right_after_a_decision_then_restart(service, demo
     app.decide(until("callback#1", lambda: waiting(number, "callback#1")), csr, {"rating": "5"})
     until("the case to close", lambda: app.show_case(number)["status"] == "closed")
 
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_a_served_run_that_keeps_failing_ends_stuck_and_company_cs_is_told(
+        service, demo, policy_with):
+    from propflow import clock
+
+    path = policy_with(supervision={"stuck_after": "10m", "max_restarts": 2, "backoff": "1m"})
+    service.env["PROPFLOW_POLICY"] = str(path)
+    service.start()
+    case = app.open_repair(**REPAIR)
+    number, first = case["number"], case["flow_run_id"]
+    step_id = until("accept#1", lambda: waiting(number, "accept#1"))
+    until("the run to suspend", lambda: state(first) == "Suspended")
+    # A step no form knows: every replay of this case now fails at the same place.
+    with unit_of_work() as session:
+        session.get(Step, step_id).kind = "no_such_step"
+    runs.wake(first)
+    until("the run to fail", lambda: state(first) == "Failed")
+
+    until("the first restart", lambda: len(timeline(number, "run_restarted")) == 1)
+    until("the restarted run to fail too",
+          lambda: app.show_case(number)["run_state"] == "Failed")
+    assert app.show_case(number)["status"] == "in_progress"  # backing off for a minute
+    clock.advance("1m")
+    until("the case to be marked stuck", lambda: app.show_case(number)["status"] == "stuck")
+
+    shown = app.show_case(number)
+    assert len(timeline(number, "run_restarted")) == 2 and shown["run_state"] == "Failed"
+    company_cs = next(p["name"] for p in demo["staff"] if p["role"] == "company_cs")
+    assert [n["to"] for n in shown["notifications"] if n["event"] == "run_stuck"] == [company_cs]
+    row = next(line.split("\t") for line in runner.invoke(cli, ["cases", "list"]).stdout
+               .splitlines() if number in line)
+    assert row[1:3] == ["stuck", "Failed"]
+    assert "status: stuck" in runner.invoke(cli, ["cases", "show", number]).stdout
