@@ -171,7 +171,7 @@ def advance_to_next_due() -> tuple[datetime, int]:
             field="PROPFLOW_MODE", code="forbidden",
         )
     at = clock.now()
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         nearest = session.execute(
             select(Step.id, Step.due_at).where(Step.status == "waiting", Step.due_at > at)
             .order_by(Step.due_at, Step.id).limit(1)).first()
