@@ -17,6 +17,7 @@ script) has nothing to restart it from.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -43,9 +44,12 @@ ID_BATCH = 1000  # run ids per request
 PAGE = 200  # the server's largest page
 # A run only looks stuck to the process that has seen the very same Prefect state on this
 # many passes: a one-shot pass (`propflow clock advance`) or a replica that just started
-# never restarts a run on a single look, and a training clock moved forward by hours while
-# a run works for a second does not make that run look stuck for hours.
+# never restarts a run on a single look.
 CONFIRM_PASSES = 3
+# Nor does it unless this process has watched it not move for this many real seconds (or
+# stuck_after, if shorter): a run starting up takes a few seconds whatever the training
+# clock says, and a clock moved forward hours while it does must not make it look stuck.
+LIVENESS_FLOOR = 20.0
 
 
 @dataclass(frozen=True)
@@ -65,13 +69,14 @@ class Result:
     stuck: int = 0
 
 
-# case id -> (what this process saw last: state id and whether something was unread, passes)
-_watch: dict[int, tuple[tuple[str, bool], int]] = {}
+# case id -> what this process saw last (state id, something unread), on how many passes in
+# a row, since when (time.monotonic)
+_watch: dict[int, tuple[tuple[str, bool], int, float]] = {}
 
 
 def check(worker: str = "supervise") -> Result:
     result = Result()
-    at = now()
+    at, mono = now(), time.monotonic()  # record time for windows, real time for liveness
     policy = get_policy().supervision
     cutoff = at - policy.stuck_after
     with unit_of_work() as session:
@@ -100,8 +105,9 @@ def check(worker: str = "supervise") -> Result:
         result.checked += 1
         unread = case.id in overdue
         before = _watch.get(case.id)
-        passes = before[1] + 1 if before and before[0] == (run.state_id, unread) else 1
-        _watch[case.id] = ((run.state_id, unread), passes)
+        same = bool(before and before[0] == (run.state_id, unread))
+        passes, watched_since = (before[1] + 1, before[2]) if before and same else (1, mono)
+        _watch[case.id] = ((run.state_id, unread), passes, watched_since)
         since = case.run_checked_at or at
         if case.run_state != run.name or (before and before[0][0] != run.state_id):
             since = at  # a new state: its time starts now
@@ -114,7 +120,8 @@ def check(worker: str = "supervise") -> Result:
             continue  # company_cs was told; a person takes it from here
         if run.type in DEAD:
             why = f"run {run.name}"
-        elif passes < CONFIRM_PASSES:
+        elif passes < CONFIRM_PASSES or mono - watched_since < min(
+                LIVENESS_FLOOR, policy.stuck_after.total_seconds()):
             continue
         elif unread:
             why = f"a decision or escalation unread for {policy.stuck_after}"

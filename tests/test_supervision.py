@@ -12,6 +12,7 @@ import os
 import signal
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import select
@@ -62,6 +63,8 @@ class FakePrefect:
 @pytest.fixture
 def prefect(monkeypatch: pytest.MonkeyPatch) -> FakePrefect:
     supervise._watch.clear()
+    # Passes here follow each other at once; the real-time floor has its own test.
+    monkeypatch.setattr(supervise, "LIVENESS_FLOOR", 0.0)
     yield FakePrefect(monkeypatch)
     supervise._watch.clear()
 
@@ -171,6 +174,23 @@ def test_one_look_after_a_clock_jump_restarts_nothing(demo, clock, prefect):
     assert sla.tick().restarted == 0
     assert sla.tick().restarted == 1  # the same state on three passes, hours apart
     assert timeline(number, "run_restarted")[0]["detail"]["state"] == "Running"
+
+
+def test_a_run_starting_up_while_the_clock_jumps_is_left_to_start(demo, clock, prefect,
+                                                                  monkeypatch):
+    """Training: the clock moved on two hours while a run takes its few seconds to start. It
+    is restarted only once it has not moved for 20 real seconds."""
+    real = [1000.0]
+    monkeypatch.setattr(supervise, "time", SimpleNamespace(monotonic=lambda: real[0]))
+    monkeypatch.setattr(supervise, "LIVENESS_FLOOR", 20.0)
+    open_case(prefect, "Pending")
+    sla.tick()
+    clock.advance(timedelta(hours=2))
+    for _ in range(5):
+        real[0] += 1
+        assert sla.tick().restarted == 0
+    real[0] += 15
+    assert sla.tick().restarted == 1
 
 
 def test_a_decision_unread_by_a_waiting_run_past_the_limit_restarts_it(demo, clock, prefect):
