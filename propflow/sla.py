@@ -99,14 +99,14 @@ def redeliver() -> int:
     return done
 
 
-def start_pending_runs() -> int:
+def start_pending_runs(worker: str = WORKER) -> int:
     """Cases recorded while Prefect was unreachable get their run now. Each start is
     claimed in the database first, so of several replicas exactly one starts it; a claim
     whose holder died before recording the run is taken over when its lease is up."""
     at = now()
     with unit_of_work(write=False) as session:
         pending = session.scalars(select(Case.id).where(
-            Case.status == "open", runs.claimable(WORKER, at)).order_by(Case.id)).all()
-    return sum(1 for case_id in pending if runs.start_pending(case_id, WORKER))
+            Case.status == "open", runs.claimable(worker, at)).order_by(Case.id)).all()
+    return sum(1 for case_id in pending if runs.start_pending(case_id, worker))
 
 
