@@ -93,3 +93,41 @@ def test_a_write_inside_a_write_on_sqlite_fails_at_once(sqlite_demo):
         with pytest.raises(RuntimeError, match="deadlock"):
             with unit_of_work():
                 pass
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def new_database(request, tmp_path):  # type: ignore[no-untyped-def]
+    """A database with no schema at all, as on a first start."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'new.db'}"
+        return
+    import uuid
+
+    import psycopg
+
+    from tests.conftest import PG_ADMIN, PG_OK
+
+    if not PG_OK:
+        pytest.skip("PostgreSQL not reachable")
+    name = f"propflow_new_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    db_module.dispose_engines()
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.slow
+def test_commands_started_at_once_on_a_new_database_all_work(new_database):
+    """Every command migrates first: the first migrates, under a lock; the others wait."""
+    env = dict(os.environ, PROPFLOW_DATABASE_URL=new_database)
+
+    def upgrade_one(_: int) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "propflow.cli", "db", "upgrade", "--json"],
+                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        done = list(pool.map(upgrade_one, range(6)))
+    assert [p.stderr.strip()[-300:] for p in done if p.returncode != 0] == []
+    assert all(json.loads(p.stdout)["status"] == "up to date" for p in done)
