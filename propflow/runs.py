@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from models.cases import Case
 from models.db import unit_of_work
 from propflow.clock import now
+from propflow.errors import PropflowError
 from propflow.settings import get_settings
 
 log = logging.getLogger("propflow.runs")
@@ -70,15 +71,22 @@ def start_claimed(case_id: int, procedure: str, number: str, by: str) -> str | N
     """Start the run of a case claimed and committed before: Prefect is called outside any
     transaction; then the run is recorded, or the claim let go for the SLA clock to retry."""
     run_id = start(procedure, case_id, number)
-    with unit_of_work() as session:
-        if run_id:  # the run's own intake may have recorded it already
-            session.execute(update(Case).where(Case.id == case_id, Case.flow_run_id.is_(None))
-                            .values(flow_run_id=run_id)
-                            .execution_options(synchronize_session=False))
-        else:
-            session.execute(update(Case).where(Case.id == case_id, Case.run_claimed_by == by)
-                            .values(run_claimed_by=None, run_claimed_at=None)
-                            .execution_options(synchronize_session=False))
+    try:
+        with unit_of_work() as session:
+            if run_id:  # the run's own intake may have recorded it already
+                session.execute(update(Case).where(Case.id == case_id,
+                                                   Case.flow_run_id.is_(None))
+                                .values(flow_run_id=run_id)
+                                .execution_options(synchronize_session=False))
+            else:
+                session.execute(update(Case).where(Case.id == case_id, Case.run_claimed_by == by)
+                                .values(run_claimed_by=None, run_claimed_at=None)
+                                .execution_options(synchronize_session=False))
+    except PropflowError as exc:
+        # The case is saved and its run (if any) links itself at intake; an unrecorded
+        # claim lapses with its lease. Reporting a failure here would have the case opened
+        # twice.
+        log.warning("%s: run %s not recorded: %s", number, run_id, exc.message)
     return run_id
 
 

@@ -145,3 +145,31 @@ def test_cases_recorded_while_prefect_was_away_get_one_run_each_from_three_repli
         new = runs_of(number) - before[number]
         assert new == {recorded[number]}, f"{number}: {len(new)} runs"
 
+
+
+def test_an_open_whose_run_cannot_be_recorded_still_reports_the_saved_case(
+        demo, db, monkeypatch):
+    """Reporting a failure after the case was saved would have the user open it twice."""
+    if not db.startswith("sqlite"):
+        pytest.skip("SQLite's file lock")
+    import sqlite3
+
+    from models import db as db_module
+
+    monkeypatch.setattr(db_module, "BUSY_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(db_module, "BUSY_BACKOFF_SECONDS", 0.01)
+    db_module.dispose_engines()
+    holder = sqlite3.connect(db.removeprefix("sqlite:///"), isolation_level=None)
+
+    def start(procedure: str, case_id: int, number: str) -> str:
+        holder.execute("BEGIN IMMEDIATE")  # someone else writes for a long while meanwhile
+        return "run-1"
+
+    monkeypatch.setattr(runs, "start", start)
+    try:
+        opened = app.open_repair(**REPAIR)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        db_module.dispose_engines()
+    assert opened["flow_run_id"] == "run-1" and opened["number"] in _runs()
