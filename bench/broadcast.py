@@ -27,7 +27,7 @@ with Bench("broadcast", args.pg, mode="normal") as bench:
     bench.spawn([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}",
                  "-c", "aiosmtpd.handlers.Sink"], "smtp.log")
     time.sleep(1.0)  # the relay binds its port
-    from propflow.settings import DEMO_POLICY
+    from core.settings import DEMO_POLICY
 
     policy = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))
     policy["channels"] = {"email": {"kind": "email", "host": "127.0.0.1", "port": port,
@@ -46,7 +46,7 @@ with Bench("broadcast", args.pg, mode="normal") as bench:
     from models.db import unit_of_work
     from models.org import Resident, Unit
     from notifications.delivery import deliver_due
-    from propflow import app
+    from propflow import actions
 
     with unit_of_work() as session:
         units = list(session.scalars(select(Unit.id)))
@@ -54,14 +54,14 @@ with Bench("broadcast", args.pg, mode="normal") as bench:
             {"unit_id": units[i % len(units)], "name": f"住户{i}", "phone": f"137{i:08d}",
              "email": f"r{i}@residents.local", "is_owner": True}
             for i in range(args.households)])
-    case = app.report_emergency(start_run=False, kind="water_outage", community="YGHY",
-                                location="全小区", reporter="工程部", buildings=[])
+    case = actions.report_emergency(start_run=False, kind="water_outage", community="YGHY",
+                                    location="全小区", reporter="工程部", buildings=[])
     print(f"{args.households} households with e-mail; case {case['number']}")
 
     t0 = time.perf_counter()
     with unit_of_work() as session:
+        from core.clock import now
         from models.directory import case as load_case
-        from propflow.clock import now
 
         told = broadcast.to_residents(session, load_case(session, case["number"]), "activated",
                                       key="bench:activated", now=now())

@@ -38,12 +38,13 @@ COMMANDS = {
     "steps list": [PY, "-m", "propflow.cli", "steps", "list"],
 }
 SETUP = """
-from propflow import app
+from propflow import actions
 from propflow.demo import seed
 seed()
 for unit in ("1-1-101", "1-2-301", "2-1-201"):
-    app.open_repair(start_run=False, unit=unit, category="public_area", priority="medium",
-                    reporter="张三", phone="13800138000", description="楼道灯不亮", channel="phone")
+    actions.open_repair(start_run=False, unit=unit, category="public_area", priority="medium",
+                        reporter="张三", phone="13800138000", description="楼道灯不亮",
+                        channel="phone")
 """
 
 

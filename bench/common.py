@@ -1,8 +1,9 @@
 """Shared by the benchmarks: a throwaway home and database, a Prefect server, `propflow serve`,
 process-tree sampling and small statistics.
 
-Import this module BEFORE anything from propflow or prefect: propflow/__init__.py and Prefect
-read their settings from the environment at import time, so `Bench(...)` sets it first.
+Make the `Bench(...)` BEFORE importing prefect or anything that imports it: Prefect reads its
+settings from the environment at import time, so `Bench(...)` sets it first
+(core.prefect_env.configure, as the CLI does).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+from core import prefect_env
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # `tests.flowkit` is not an installed package
@@ -54,6 +57,7 @@ class Bench:
                           PREFECT_SERVER_ANALYTICS_ENABLED="false", PROPFLOW_MODE=mode,
                           # Quiet flow runs started in this process; `serve` gets INFO back.
                           PREFECT_LOGGING_LEVEL="WARNING")
+        prefect_env.configure()
         if self.pg_name:
             import psycopg
 

@@ -40,11 +40,12 @@ with Bench("sla", args.pg, mode="normal") as bench:
     demo = bench.prepare()
     from sqlalchemy import create_engine, event, func, select, text
 
+    from core import clock
     from models.cases import Case, Escalation, Step
     from models.db import get_engine
     from models.org import Community, Staff, StaffRole, Unit
     from models.outbox import AuditEvent, Notification
-    from propflow import clock, sla
+    from propflow import sla
 
     engine = get_engine()
     with engine.begin() as conn:

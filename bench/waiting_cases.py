@@ -36,7 +36,7 @@ with Bench("waiting", args.pg) as bench:
 
     from models.cases import Step
     from models.db import get_engine
-    from propflow import app
+    from propflow import actions
 
     serve = bench.serve(args.poll)
     time.sleep(5)  # let the service finish its own start-up (first SLA/delivery passes)
@@ -59,9 +59,9 @@ with Bench("waiting", args.pg) as bench:
     t0, wall0 = time.monotonic(), datetime.now(UTC)
     runs: set[str] = set()
     for i in range(args.cases):
-        case = app.open_repair(unit=demo["units"][i % len(demo["units"])],
-                               category="public_area", priority="medium", reporter="业主张三",
-                               phone="13800138000", description="楼道灯不亮")
+        case = actions.open_repair(unit=demo["units"][i % len(demo["units"])],
+                                   category="public_area", priority="medium", reporter="业主张三",
+                                   phone="13800138000", description="楼道灯不亮")
         runs.add(case["flow_run_id"])
         if (i + 1) % 50 == 0 or i + 1 == args.cases:
             print(f"  opened {i + 1}/{args.cases} ({time.monotonic() - t0:.1f}s)", flush=True)

@@ -16,12 +16,12 @@ from prefect.context import FlowRunContext
 from prefect.input import RunInput
 from pydantic import Field, create_model
 
+from core import labels
+from core.settings import get_settings
 from models.db import unit_of_work
 from models.directory import step as load_step
 from models.forms import FORMS
 from models.notices import local
-from notifications import labels
-from propflow.settings import get_settings
 from tasks.steps import escalate, open_step, read_steps, record_ui_decision
 
 # A paused run gives up after this; windows are enforced by our SLA clock, not by Prefect.

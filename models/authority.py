@@ -13,12 +13,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.errors import Forbidden, NotFound, PropflowError
+from core.policy import get_policy
+from core.roles import LAST_RESORT
 from models.cases import Step
 from models.directory import people_in_role, roles_of
 from models.org import Community, Staff
-from propflow.errors import Forbidden, NotFound, PropflowError
-from propflow.policy import get_policy
-from propflow.roles import LAST_RESORT
 
 # Decision fields that name a member of staff, and the role that person must hold.
 STAFF_FIELDS = {"technician": "technician", "reassign_to": "technician"}

@@ -12,12 +12,12 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from core.policy import get_policy
+from core.render import render
 from models import notices
 from models.cases import Case
 from models.org import Building, Resident, Unit
 from models.outbox import Notification, audit
-from notifications.render import render
-from propflow.policy import get_policy
 
 
 def households(session: Session, case: Case) -> list[tuple[int, str, str, str | None]]:

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from sqlalchemy.orm import Session
 
+from core.errors import PropflowError
+from core.policy import get_policy
 from models import directory, lifecycle, limits, notices
 from models.authority import staff_of
 from models.cases import Case
@@ -13,8 +15,6 @@ from models.numbers import next_number
 from models.outbox import audit
 from models.repair import CHANNELS, check_choice, check_phone
 from models.steps import require_text
-from propflow.errors import PropflowError
-from propflow.policy import get_policy
 
 # A refused result is reinvestigated one level up; the second refusal reaches the manager.
 REOPEN_LEVELS = ("cs_supervisor", "project_manager")

@@ -17,8 +17,10 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.types import TypeDecorator
 
-from propflow.errors import PropflowError
-from propflow.settings import get_settings
+from core import clock
+from core.clock import Clock
+from core.errors import PropflowError
+from core.settings import get_settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -282,3 +284,15 @@ def upgrade(url: str | None = None) -> None:
             conn.commit()
     except OperationalError as exc:
         raise database_error(url, exc) from exc
+
+
+def _training_clock() -> Clock:
+    # Imported when first asked for: models.simclock reads tables that import this module.
+    from models.simclock import TrainingClock
+
+    return TrainingClock()
+
+
+# Training mode keeps its time in this database: every process that can reach the database
+# gets the shared clock, and core.clock never has to import the models.
+clock.install_training_clock(_training_clock)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from core.errors import NotFound, PropflowError
 from models.cases import Case, Step
 from models.org import ROLES, Community, Staff, StaffRole, Unit
-from propflow.errors import NotFound, PropflowError
 
 
 def _pk(value: int | str) -> int | None:

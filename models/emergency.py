@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.errors import NotFound
+from core.policy import get_policy
 from models import directory, limits, notices
 from models.cases import Case
 from models.numbers import next_number
@@ -14,8 +16,6 @@ from models.org import Building
 from models.outbox import audit
 from models.repair import check_choice, check_phone
 from models.steps import require_text
-from propflow.errors import NotFound
-from propflow.policy import get_policy
 
 
 def report_emergency(

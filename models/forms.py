@@ -16,12 +16,12 @@ from pydantic import (
     model_validator,
 )
 
+from core.errors import PropflowError
 from models import limits
-from propflow.errors import PropflowError
 
 
 def _money(value: Decimal) -> Decimal:
-    from propflow.policy import get_policy
+    from core.policy import get_policy
 
     return limits.money(value, get_policy().limits.money_max)
 

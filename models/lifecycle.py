@@ -7,11 +7,11 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core import labels
+from core.policy import get_policy
 from models import notices
 from models.cases import Case, CaseLink
 from models.outbox import audit
-from notifications import labels
-from propflow.policy import get_policy
 
 
 def link(session: Session, source: Case, target: Case, relation: str, now: datetime) -> None:

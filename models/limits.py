@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from propflow.errors import PropflowError
+from core.errors import PropflowError
 
 NAME = 100  # reporter, complainant: cases.reporter_name String(100)
 DESCRIPTION = 2000  # what is wrong: cases.description

@@ -8,12 +8,12 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from core import labels
+from core.policy import get_policy
 from models.cases import Case, Step
 from models.directory import people_in_role
 from models.org import Staff, Unit
-from notifications import labels
-from notifications.outbox import Recipient, notify
-from propflow.policy import get_policy
+from models.outbox import Recipient, notify
 
 
 def local(at: datetime | None, tz: str | None = None) -> str:

@@ -7,10 +7,9 @@ from datetime import date
 from sqlalchemy import Boolean, Date, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.db import Base
-
 # The vocabulary lives where the policy check can read it without the models.
-from propflow.roles import ROLES  # noqa: F401
+from core.roles import ROLES  # noqa: F401
+from models.db import Base
 
 
 class Company(Base):

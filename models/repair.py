@@ -8,14 +8,14 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from core.errors import PropflowError
+from core.policy import get_policy
 from models import directory, limits, notices
 from models.authority import staff_of
 from models.cases import Case
 from models.numbers import next_number
 from models.outbox import audit
 from models.steps import require_text
-from propflow.errors import PropflowError
-from propflow.policy import get_policy
 
 PRIORITIES = ("high", "medium", "low")
 CHANNELS = ("phone", "online", "front_desk", "patrol")

@@ -10,16 +10,16 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, selectinload
 
+from core import labels
+from core.errors import Conflict, Forbidden, PropflowError
+from core.policy import get_policy
+from core.roles import LAST_RESORT
 from models import authority, notices
 from models.authority import chain_of
 from models.cases import Case, Decision, Escalation, Step
 from models.forms import form_key, validate_form
 from models.org import Staff
 from models.outbox import audit
-from notifications import labels
-from propflow.errors import Conflict, Forbidden, PropflowError
-from propflow.policy import get_policy
-from propflow.roles import LAST_RESORT
 
 log = logging.getLogger(__name__)
 

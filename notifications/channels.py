@@ -7,7 +7,6 @@ sends WeCom only as plain text and doesn't sign Feishu. The bots live in notific
 from __future__ import annotations
 
 import logging
-import os
 import smtplib
 import ssl
 import threading
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import TYPE_CHECKING, Any, Protocol
+
+from core.channels import parse_channel
 
 if TYPE_CHECKING:
     from notifications.bots import DingTalkChannel, FeishuChannel, WeComChannel
@@ -138,73 +139,25 @@ class EmailChannel:
             raise DeliveryError(f"{self.name}: {exc!r}", retryable=True) from exc
 
 
-_KINDS = ("email", "wecom", "dingtalk", "feishu")
-_DEFAULT_RATE = {"wecom": 20, "dingtalk": 20, "feishu": 100, "email": None}
-
-
 def build_channel(name: str, spec: Mapping[str, Any]) -> Channel:
     """Build one entry of the policy file's `channels:` map (see module docs for examples).
 
-    Secrets come only from environment variables named by `*_env` keys. Config errors raise
-    ValueError naming the channel, the key and what was expected."""
-
-    def bad(key: str, expected: str) -> ValueError:
-        return ValueError(f"channel {name!r}: key {key!r}: expected {expected}")
-
-    def get(key: str, kind: type | tuple[type, ...], expected: str, default: Any = ...) -> Any:
-        if key not in spec:
-            if default is ...:
-                raise bad(key, f"{expected} (missing)")
-            return default
-        value = spec[key]
-        # bool is an int subclass; `port: true` is a typo, not port 1
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-            raise bad(key, f"{expected}, got {value!r}")
-        return value
-
-    def env(key: str) -> str | None:
-        var = get(key, str, "the name of an environment variable", None)
-        if var is None:
-            return None
-        if not os.environ.get(var):
-            raise bad(key, f"environment variable {var!r} to be set and non-empty")
-        return os.environ[var]
-
-    if not isinstance(spec, Mapping):
-        raise ValueError(f"channel {name!r}: expected a mapping, got {type(spec).__name__}")
-    kind = get("kind", str, f"one of {', '.join(_KINDS)}")
-    if kind not in _KINDS:
-        raise bad("kind", f"one of {', '.join(_KINDS)}, got {kind!r}")
-    for key in ("secret", "password"):
-        if key in spec:
-            raise bad(key, f"no inline secrets; name an environment variable in {key}_env")
-    rate = get("rate_per_minute", int, "a positive integer", _DEFAULT_RATE[kind])
-    if rate is not None and rate < 1:
-        raise bad("rate_per_minute", f"a positive integer, got {rate!r}")
-    limiter = RateLimiter(rate) if rate else None
-
-    if kind == "email":
-        use_ssl = get("ssl", bool, "true or false", False)
-        starttls = get("starttls", bool, "true or false", False)
-        if use_ssl and starttls:
-            raise bad("starttls", "false when ssl is true (pick one)")
+    core.channels checks the entry (the policy check uses the same function), so a config
+    error raises the same ValueError naming the channel, the key and what was expected."""
+    checked = parse_channel(name, spec)
+    limiter = RateLimiter(checked.rate_per_minute) if checked.rate_per_minute else None
+    if checked.kind == "email":
         return EmailChannel(
-            get("host", str, "an SMTP host name"),
-            get("port", int, "a port number", 465 if use_ssl else 587 if starttls else 25),
-            get("sender", str, "a From address"),
-            username=env("username_env"), password=env("password_env"),
-            starttls=starttls, ssl=use_ssl, timeout=get("timeout", (int, float), "seconds", 30.0),
-            name=name, limiter=limiter)
+            checked.host, checked.port, checked.sender, username=checked.username,
+            password=checked.password, starttls=checked.starttls, ssl=checked.ssl,
+            timeout=checked.timeout, name=name, limiter=limiter)
 
     from notifications import bots
 
-    url = get("url", str, "the bot webhook URL")
-    if not url.startswith(("https://", "http://")):
-        raise bad("url", f"an http(s) webhook URL, got {url[:30]!r}")
-    if kind == "wecom":
-        return bots.WeComChannel(url, name=name, limiter=limiter)
-    cls = bots.DingTalkChannel if kind == "dingtalk" else bots.FeishuChannel
-    return cls(url, secret=env("secret_env"), name=name, limiter=limiter)
+    if checked.kind == "wecom":
+        return bots.WeComChannel(checked.url, name=name, limiter=limiter)
+    cls = bots.DingTalkChannel if checked.kind == "dingtalk" else bots.FeishuChannel
+    return cls(checked.url, secret=checked.secret, name=name, limiter=limiter)
 
 
 def __getattr__(attr: str) -> Any:

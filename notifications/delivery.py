@@ -7,12 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from typing import Any
 
+from core.clock import now
+from core.policy import get_policy
 from models.db import unit_of_work
 from models.org import Staff
 from notifications import outbox
 from notifications.channels import Channel, DeliveryError, Message, build_channel
-from propflow.clock import now
-from propflow.policy import get_policy
 
 log = logging.getLogger("propflow.delivery")
 

@@ -1,64 +1,17 @@
-"""The outbox: rows written beside their event, delivered later with retries and backoff."""
+"""Delivering the outbox: due rows are claimed, sent, and settled with retries and backoff.
+
+The rows are written by models.outbox.notify, in the transaction of their event."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from models.outbox import Notification
-from notifications.render import render
 
 MAX_ATTEMPTS = 8
-
-
-@dataclass(frozen=True)
-class Recipient:
-    key: str  # staff:12, owner:13800138000, group:ops_bot
-    name: str
-    email: str | None = None
-    mobile: str | None = None
-
-
-def notify(
-    session: Session, *, procedure: str, event: str, to: list[Recipient], context: dict[str, Any],
-    key: str, now: datetime, case_id: int | None, lang: str, routes: dict[str, list[str]],
-    channel_kinds: dict[str, str],
-) -> int:
-    """Write the in-app message for each recipient plus each routed channel; returns rows added.
-
-    `key` names the event occurrence: the same key twice (a replayed flow) adds nothing.
-    """
-    msg = render(procedure, event, lang, **context)
-    added = 0
-
-    def add(dedupe: str, recipient: Recipient, channel: str, address: str, status: str) -> None:
-        nonlocal added
-        if session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe)):
-            return
-        session.add(Notification(
-            dedupe_key=dedupe, case_id=case_id, event=event, recipient=recipient.key,
-            recipient_name=recipient.name, channel=channel, address=address, lang=lang,
-            subject=msg.subject, body=msg.body, status=status, next_attempt_at=now,
-            created_at=now, sent_at=now if status == "delivered" else None,
-        ))
-        added += 1
-
-    for person in to:
-        # The in-app inbox is the table itself: delivered once written.
-        add(f"{key}|{person.key}|inbox", person, "inbox", person.key, "delivered")
-        for channel in routes.get(event, []):
-            if channel_kinds.get(channel) == "email" and person.email:
-                add(f"{key}|{person.key}|{channel}", person, channel, person.email, "pending")
-    for channel in routes.get(event, []):
-        if channel_kinds.get(channel) != "email":
-            group = Recipient(key=f"group:{channel}", name=channel)
-            add(f"{key}|group|{channel}", group, channel, channel, "pending")
-    session.flush()
-    return added
 
 
 def backoff(attempts: int) -> timedelta:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 import typer
 
-from propflow.errors import PropflowError
+from core.errors import PropflowError
 
 app = typer.Typer(help="物业客服流程 propflow", no_args_is_help=True, add_completion=False)
 demo_app = typer.Typer(help="示范数据", no_args_is_help=True)
@@ -40,8 +40,8 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> None:
         as_json = kwargs.get("as_json", False)
         try:
+            from core.policy import get_policy
             from models.db import upgrade
-            from propflow.policy import get_policy
 
             get_policy()
             upgrade()
@@ -55,7 +55,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise  # typer's own exits and usage errors
         except Exception as exc:  # noqa: BLE001 - the one place every fault is reported
-            from propflow import faults
+            from core import faults
 
             reference, path = faults.record(exc)
             text = faults.message(exc, reference, path)
@@ -116,7 +116,7 @@ def repair_open(
     as_json: bool = JSON,
 ) -> None:
     """登记报修，生成工单号并启动流程。"""
-    from propflow import app as service
+    from propflow import actions as service
 
     emit(service.open_repair(unit=unit, category=category, priority=priority,
                              reporter=reporter, phone=phone, description=description,
@@ -138,7 +138,7 @@ def complaint_open(
     as_json: bool = JSON,
 ) -> None:
     """登记投诉；接待人即首问责任人。"""
-    from propflow import app as service
+    from propflow import actions as service
 
     case = service.open_complaint(unit=unit, complainant=complainant, phone=phone,
                                   category=category, description=description, channel=channel,
@@ -158,7 +158,7 @@ def emergency_report(
     as_json: bool = JSON,
 ) -> None:
     """报告突发事件，启动应急流程。"""
-    from propflow import app as service
+    from propflow import actions as service
 
     emit(service.report_emergency(kind=kind, community=community, location=location,
                                   reporter=reporter, buildings=buildings.split(",")), as_json)
@@ -174,7 +174,7 @@ def steps_list(case: str | None = typer.Option(None, "--case"),
                all_: bool = typer.Option(False, "--all", help="包括已处理的步骤"),
                as_json: bool = JSON) -> None:
     """列出待处理步骤：--mine --as 员工编号 为指派给本人、本人角色或已升级到本人层级的步骤。"""
-    from propflow import app as service
+    from propflow import actions as service
 
     if mine and as_staff is None:
         raise PropflowError("as：--mine 需要 --as 员工编号；expected --mine --as STAFF",
@@ -195,7 +195,7 @@ def _named(staff_id: int | None, name: str | None) -> str:
 @command
 def steps_show(step: str = typer.Argument(..., help="步骤编号"), as_json: bool = JSON) -> None:
     """步骤详情：表单字段（* 为必填）、时限、升级层级、谁可以处理。"""
-    from propflow import app as service
+    from propflow import actions as service
 
     data = service.show_step(step)
     if as_json:
@@ -243,7 +243,7 @@ def steps_decide(step: str = typer.Argument(..., help="步骤编号"),
                  comment: str = typer.Option("", "--comment"),
                  as_json: bool = JSON) -> None:
     """处理一个步骤。"""
-    from propflow import app as service
+    from propflow import actions as service
 
     result = service.decide(step, as_staff, parse_sets(sets), comment=comment)
     if not as_json:  # "delivery: queued" and its reason say it; a bare False reads as lost
@@ -254,7 +254,7 @@ def steps_decide(step: str = typer.Argument(..., help="步骤编号"),
 @cases_app.command("list")
 @command
 def cases_list(as_json: bool = JSON) -> None:
-    from propflow import app as service
+    from propflow import actions as service
 
     rows = service.list_cases()
     if not as_json:
@@ -268,7 +268,7 @@ def cases_list(as_json: bool = JSON) -> None:
 @command
 def cases_show(number: str, as_json: bool = JSON) -> None:
     """工单详情：状态和完整时间线。"""
-    from propflow import app as service
+    from propflow import actions as service
 
     data = service.show_case(number)
     if as_json:
@@ -307,7 +307,7 @@ def notifications_list(case: str | None = typer.Option(None, "--case"),
                        to: str | None = typer.Option(None, "--to", help="收件员工编号"),
                        as_json: bool = JSON) -> None:
     """通知发件箱：--case 一个工单的，--to 发给某位员工的。"""
-    from propflow import app as service
+    from propflow import actions as service
 
     emit(service.list_notifications(case, to=to), as_json,
          ["id", "created_at", "case", "event", "channel", "status", "to", "subject"])
@@ -316,9 +316,9 @@ def notifications_list(case: str | None = typer.Option(None, "--case"),
 @clock_app.command("show")
 @command
 def clock_show(as_json: bool = JSON) -> None:
+    from core.clock import now
+    from core.settings import get_settings
     from models.notices import local
-    from propflow.clock import now
-    from propflow.settings import get_settings
 
     at = now()
     emit({"now": local(at), "utc": at.isoformat(), "mode": get_settings().mode}, as_json)
@@ -332,15 +332,17 @@ def clock_advance(delta: str | None = typer.Argument(None, help="如 2h、30m、
                       False, "--to-next-due", help="拨到最早到期的待处理步骤刚过期时"),
                   as_json: bool = JSON) -> None:
     """培训模式：把模拟时钟向前拨（如 2h、30m、1d，或 --to-next-due），并立即跑一遍时限检查。"""
+    from core import clock
+    from models import simclock
     from models.notices import local
-    from propflow import clock, sla
+    from propflow import sla
 
     if (delta is None) == (not to_next_due):
         raise PropflowError("delta：给出一个时长（如 1h）或 --to-next-due，二者选一；"
                             "expected a duration such as 1h, or --to-next-due", field="delta")
     shown: dict[str, Any] = {}
     if to_next_due:
-        at, step_id = clock.advance_to_next_due()
+        at, step_id = simclock.advance_to_next_due()
         shown["past_due_step"] = step_id
     else:
         at = clock.advance(delta or "")
@@ -353,8 +355,8 @@ def clock_advance(delta: str | None = typer.Argument(None, help="如 2h、30m、
 @command
 def db_upgrade(as_json: bool = JSON) -> None:
     """迁移数据库到最新版本。"""
+    from core.settings import get_settings
     from models.db import safe_url
-    from propflow.settings import get_settings
 
     emit({"database": safe_url(get_settings().db_url), "status": "up to date"}, as_json)
 
@@ -363,8 +365,8 @@ def db_upgrade(as_json: bool = JSON) -> None:
 @command
 def check(as_json: bool = JSON) -> None:
     """校验策略文件。"""
-    from propflow.policy import load_policy
-    from propflow.settings import get_settings
+    from core.policy import load_policy
+    from core.settings import get_settings
 
     path = get_settings().policy
     policy = load_policy(path)
@@ -381,6 +383,10 @@ def serve(as_json: bool = JSON) -> None:
 
 
 def main() -> None:
+    # Before anything imports Prefect, which reads its settings once.
+    from core import prefect_env
+
+    prefect_env.configure()
     app()
 
 

@@ -9,8 +9,8 @@ import logging
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from propflow.policy import get_policy
-from propflow.settings import get_settings
+from core.policy import get_policy
+from core.settings import get_settings
 
 log = logging.getLogger("propflow.service")
 

@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from core.clock import now
 from models import steps
 from models.cases import Case, Decision, Escalation, Step
 from models.db import unit_of_work
-from propflow import runs, supervise
-from propflow.clock import now
+from propflow import supervise
+from tasks import runs
 
 log = logging.getLogger("propflow.sla")
 WORKER = f"sla@{socket.gethostname()}:{os.getpid()}"

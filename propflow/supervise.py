@@ -25,13 +25,13 @@ from uuid import UUID
 
 from sqlalchemy import select, update
 
+from core.clock import now
+from core.policy import get_policy
 from models import notices
 from models.cases import Case, Decision, Escalation, Step
 from models.db import unit_of_work
 from models.outbox import audit
-from propflow import runs
-from propflow.clock import now
-from propflow.policy import get_policy
+from tasks import runs
 
 log = logging.getLogger("propflow.supervise")
 

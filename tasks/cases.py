@@ -6,10 +6,10 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
+from core.clock import now
 from models import broadcast, lifecycle, notices
 from models.cases import Case
 from models.db import unit_of_work
-from propflow.clock import now
 from tasks.retries import db_task
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import socket
 
+from core.clock import now
 from models import repair
 from models.db import unit_of_work
 from models.org import Staff
 from models.outbox import audit
-from propflow import runs
-from propflow.clock import now
+from tasks import runs
 from tasks.cases import load
 from tasks.retries import db_task
 

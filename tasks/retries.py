@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.tasks import exponential_backoff
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from propflow.errors import PropflowError
+from core.errors import PropflowError
 
 TRANSIENT = ("database_busy", "database_unreachable")
 

@@ -7,13 +7,13 @@ from typing import Any
 from prefect import get_run_logger
 from sqlalchemy import select
 
+from core.clock import now
+from core.errors import PropflowError
 from models import directory, steps
 from models.cases import Case, Escalation
 from models.db import unit_of_work
 from models.forms import form_key
 from models.outbox import audit
-from propflow.clock import now
-from propflow.errors import PropflowError
 from tasks.retries import TRANSIENT, db_task
 
 

@@ -19,13 +19,17 @@ os.environ["PROPFLOW_PAUSE_POLL_SECONDS"] = "0.2"
 os.environ.pop("PROPFLOW_DATABASE_URL", None)
 os.environ.pop("PROPFLOW_MODE", None)
 
+from core import prefect_env  # noqa: E402
+
+prefect_env.configure()
+
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
+from core import clock as clock_module  # noqa: E402
+from core.settings import reset_settings  # noqa: E402
 from models.db import Base, dispose_engines, get_engine, upgrade  # noqa: E402
-from propflow import clock as clock_module  # noqa: E402
-from propflow.settings import reset_settings  # noqa: E402
 from tests.servekit import service  # noqa: E402, F401
 from tests.servers import http_receiver, smtp_server  # noqa: E402, F401
 
@@ -131,7 +135,7 @@ def policy_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
     """Write a policy file: the demo policy with top-level keys replaced."""
     import yaml
 
-    from propflow.settings import DEMO_POLICY
+    from core.settings import DEMO_POLICY
 
     def write(**changes: object) -> Path:
         data = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8")) | changes

@@ -10,10 +10,10 @@ from uuid import UUID
 
 from sqlalchemy import select
 
+from core.clock import ManualClock
 from models.cases import Case, Escalation, Step
 from models.db import unit_of_work
-from propflow import app, sla
-from propflow.clock import ManualClock
+from propflow import actions, sla
 
 WAIT = 180.0  # seconds a test waits for Prefect to reach a state before failing
 
@@ -49,9 +49,9 @@ class CaseRun:
 
         self.demo, self.clock = demo, clock
         flow_fn, opener, defaults = {
-            "repair": (repair, app.open_repair, REPAIR),
-            "complaint": (complaint, app.open_complaint, COMPLAINT),
-            "emergency": (emergency, app.report_emergency, EMERGENCY),
+            "repair": (repair, actions.open_repair, REPAIR),
+            "complaint": (complaint, actions.open_complaint, COMPLAINT),
+            "emergency": (emergency, actions.report_emergency, EMERGENCY),
         }[self.procedure]
         self.case = opener(start_run=False, **(defaults | fields))
         self.number = self.case["number"]
@@ -96,14 +96,14 @@ class CaseRun:
                     Step.case_id == self.case_id, Step.key == key)).first()
                 if step is None or step.status != "waiting":
                     return None
-                row = app.step_row(step)
+                row = actions.step_row(step)
             return row if self.paused() else None
         return until(f"step {key}", probe)
 
     def decide(self, key: str, by: str | int, remark: str = "", **values: Any) -> dict:
         step = self.step(key)
         staff = self.role(by) if isinstance(by, str) else by
-        result = app.decide(step["id"], staff, values, comment=remark)
+        result = actions.decide(step["id"], staff, values, comment=remark)
         assert result["delivered"], "the decision did not reach the waiting run"
         return result
 
@@ -138,7 +138,7 @@ class CaseRun:
         return self.result
 
     def show(self) -> dict[str, Any]:
-        return app.show_case(self.number)
+        return actions.show_case(self.number)
 
 
 class RepairRun(CaseRun):
@@ -153,4 +153,4 @@ class EmergencyRun(CaseRun):
     procedure = "emergency"
 
     def notices(self, event: str) -> list[dict[str, Any]]:
-        return [n for n in app.list_notifications(self.number) if n["event"] == event]
+        return [n for n in actions.list_notifications(self.number) if n["event"] == event]

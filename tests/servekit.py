@@ -13,9 +13,9 @@ from uuid import UUID
 import pytest
 from sqlalchemy import select
 
+from core.clock import set_clock
 from models.cases import Case, Step
 from models.db import unit_of_work
-from propflow.clock import set_clock
 from tests.flowkit import until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ class Service:
 def service(demo, prefect_api, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PROPFLOW_MODE", "training")
     set_clock(None)  # the service and this test share the training clock in the database
-    from propflow.settings import reset_settings
+    from core.settings import reset_settings
 
     reset_settings()
     env = dict(os.environ, PREFECT_API_URL=prefect_api, PROPFLOW_SLA_INTERVAL_SECONDS="1",

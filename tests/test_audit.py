@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from models.db import get_engine, unit_of_work
 from models.outbox import AuditEvent, audit
-from propflow import app
+from propflow import actions
 
 REPORT = dict(unit="1-1-101", category="public_area", priority="medium", reporter="业主张三",
               phone="13800138000", description="楼道灯不亮")
@@ -71,7 +71,7 @@ CHANGES: dict[str, Callable[[Session], None]] = {
 
 @pytest.mark.parametrize("change", list(CHANGES.values()), ids=list(CHANGES))
 def test_changing_the_trail_is_refused_by_the_database(demo, db, change):
-    app.open_repair(start_run=False, **REPORT)
+    actions.open_repair(start_run=False, **REPORT)
     before = _trail(db)
     assert any(row[4] == "case_opened" for row in before)
 
@@ -87,7 +87,7 @@ def test_changing_the_trail_is_refused_by_the_database(demo, db, change):
 def test_insert_or_replace_cannot_overwrite_a_row_on_sqlite(demo, db):
     if not db.startswith("sqlite"):
         pytest.skip("INSERT OR REPLACE is SQLite's own")
-    app.open_repair(start_run=False, **REPORT)
+    actions.open_repair(start_run=False, **REPORT)
     before = _trail(db)
     with pytest.raises(DBAPIError) as refused, unit_of_work() as session:
         _insert_or_replace(session)
@@ -96,7 +96,7 @@ def test_insert_or_replace_cannot_overwrite_a_row_on_sqlite(demo, db):
 
 
 def test_appending_still_works(demo, db, clock):
-    app.open_repair(start_run=False, **REPORT)
+    actions.open_repair(start_run=False, **REPORT)
     before = _trail(db)
     with unit_of_work() as session:
         audit(session, at=clock.now(), actor="staff:1", action="note", detail_text="补记")

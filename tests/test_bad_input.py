@@ -19,12 +19,12 @@ from typer.testing import CliRunner
 import models.cases
 import models.org
 import models.outbox  # noqa: F401  (every table must be in Base.metadata)
+from core import clock as clock_module
+from core.settings import DEMO_POLICY, reset_settings
 from models import directory, steps
 from models.db import Base, get_engine, unit_of_work
-from propflow import app as service
-from propflow import clock as clock_module
+from propflow import actions as service
 from propflow.cli import app
-from propflow.settings import DEMO_POLICY, reset_settings
 
 runner = CliRunner()
 

@@ -6,7 +6,7 @@ import pytest
 
 from models import directory, steps
 from models.db import unit_of_work
-from propflow import app as service
+from propflow import actions as service
 from tests.test_bad_input import decide, nothing_changes, refused
 
 GOOD_REPORT = {"--kind": "gas_leak", "--community": "YGHY", "--location": "1号楼",

@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from core.settings import reset_settings
 from models import directory, limits, steps
 from models.db import unit_of_work
-from propflow import app as service
+from propflow import actions as service
 from propflow.cli import app
-from propflow.settings import reset_settings
 from tests.test_bad_input import nothing_changes, ok, refused
 
 runner = CliRunner()

@@ -14,14 +14,15 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from core.settings import reset_settings
 from models import steps
 from models.cases import Case
 from models.db import unit_of_work
 from models.org import Resident, Unit
-from propflow import app as service
-from propflow import runs, sla
+from propflow import actions as service
+from propflow import sla
 from propflow.cli import app as cli
-from propflow.settings import reset_settings
+from tasks import runs
 
 runner = CliRunner()
 

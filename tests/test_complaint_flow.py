@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from propflow import app
+from propflow import actions
 from tests.flowkit import ComplaintRun, RepairRun
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
@@ -85,7 +85,7 @@ def test_second_refusal_goes_to_the_project_manager(demo, clock):
 def test_the_manager_who_proposed_a_compensation_may_not_approve_it(demo, clock):
     """Finding 4: the manager investigates after the second refusal; their own compensation
     goes one level up (公司客服中心) once the approval window lapses, never to themselves."""
-    from propflow.errors import Forbidden
+    from core.errors import Forbidden
 
     responder = _staff(demo, "csr")
     run = ComplaintRun(demo, clock, received_by=responder, category="parking")
@@ -98,7 +98,7 @@ def test_the_manager_who_proposed_a_compensation_may_not_approve_it(demo, clock)
                proposed_resolution="免一个月停车费", compensation="300")
     approval = run.step("approve_resolution#3")
     with pytest.raises(Forbidden, match="规则（proposer）"):
-        app.decide(approval["id"], run.role("project_manager"), {"approved": True})
+        actions.decide(approval["id"], run.role("project_manager"), {"approved": True})
     run.lapse("approve_resolution#3")
     run.handled("approve_resolution#3", 1)
     assert run.escalations("approve_resolution#3")[-1]["to_role"] == "company_cs"
@@ -118,15 +118,15 @@ def test_lapses_escalate_and_copy_the_first_responder(demo, clock):
 
 
 def test_complaint_about_a_repair_is_linked_both_ways(demo, clock):
-    repair = app.open_repair(start_run=False, unit="1-1-101", category="public_area",
-                             priority="low", reporter="业主张三", phone="13800138000",
-                             description="路灯坏")
-    complaint = app.open_complaint(start_run=False, unit="1-1-101", complainant="业主张三",
-                                   phone="13800138000", category="repair",
-                                   description="修了三次还坏", repair=repair["number"])
-    shown = app.show_case(complaint["number"])
+    repair = actions.open_repair(start_run=False, unit="1-1-101", category="public_area",
+                                 priority="low", reporter="业主张三", phone="13800138000",
+                                 description="路灯坏")
+    complaint = actions.open_complaint(start_run=False, unit="1-1-101", complainant="业主张三",
+                                       phone="13800138000", category="repair",
+                                       description="修了三次还坏", repair=repair["number"])
+    shown = actions.show_case(complaint["number"])
     assert shown["links"] == [{"relation": "complaint_about", "case": repair["number"]}]
-    back = app.show_case(repair["number"])
+    back = actions.show_case(repair["number"])
     assert back["links"] == [{"relation": "complaint_about (from)", "case": complaint["number"]}]
     assert any(t["action"] == "linked" for t in back["timeline"])
 
@@ -140,7 +140,7 @@ def test_low_callback_rating_opens_a_linked_complaint(demo, clock):
     assert run.finish() == "done"
     links = run.show()["links"]
     assert len(links) == 1 and links[0]["case"].startswith("TS-")
-    complaint = app.show_case(links[0]["case"])
+    complaint = actions.show_case(links[0]["case"])
     assert "师傅迟到两小时" in complaint["description"]
     assert complaint["first_responder"] == run.role("csr")
     assert complaint["category"] == "repair"

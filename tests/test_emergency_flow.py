@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from propflow import app, sla
+from propflow import actions, sla
 from tests.conftest import SHANGHAI
 from tests.flowkit import EmergencyRun
 
@@ -67,7 +67,7 @@ def test_activation_lapse_climbs_to_the_manager_then_the_company(demo, clock):
     assert [e["to_role"] for e in run.escalations("activate#1")] == [
         "project_manager", "company_cs"]
     step = run.step("activate#1")
-    with_times = app.show_case(run.number)["steps"][0]
+    with_times = actions.show_case(run.number)["steps"][0]
     assert step["level"] == 2 and with_times["escalations"][1]["lapsed_at"] == "2026-11-24 09:15"
 
 

@@ -16,15 +16,15 @@ from models.org import Staff, StaffRole
 from models.outbox import Notification
 from models.steps import open_step
 from notifications.delivery import deliver_due
-from propflow import app, sla
+from propflow import actions, sla
 
 
 def _open_accept_step(demo, clock, n: int = 1) -> list[int]:
     ids = []
     for i in range(n):
-        case = app.open_repair(start_run=False, unit="1-1-101", category="public_area",
-                               priority="medium", reporter="业主张三", phone="13800138000",
-                               description=f"楼道灯不亮 {i}")
+        case = actions.open_repair(start_run=False, unit="1-1-101", category="public_area",
+                                   priority="medium", reporter="业主张三", phone="13800138000",
+                                   description=f"楼道灯不亮 {i}")
         with unit_of_work() as session:
             row = session.scalars(select(Case).where(Case.number == case["number"])).one()
             ids.append(open_step(session, case=row, key="accept#1", kind="accept",
@@ -98,7 +98,7 @@ def test_failed_delivery_is_retried_with_backoff_and_failure_is_visible(
             record_escalation(session, escalation, clock.now())
     assert len(pending) == 2
     assert deliver_due() == {"sent": 0, "retry": 0, "failed": 2}
-    failed = [n for n in app.list_notifications() if n["status"] == "failed"]
+    failed = [n for n in actions.list_notifications() if n["status"] == "failed"]
     assert failed and "93000" in failed[0]["error"]
 
 
@@ -109,7 +109,7 @@ def test_assignee_is_warned_once_at_eighty_percent(demo, clock):
     clock.advance(timedelta(minutes=1))
     assert sla.tick(start_pending=False).warned == 1
     assert sla.tick(start_pending=False).warned == 0
-    warnings = [n for n in app.list_notifications() if n["event"] == "warning"]
+    warnings = [n for n in actions.list_notifications() if n["event"] == "warning"]
     assert len(warnings) == 1
     assert warnings[0]["recipient"] == f"staff:{demo['by_role']['technician']}"
     assert "即将超时" in warnings[0]["subject"]
@@ -152,7 +152,7 @@ def test_business_hours_window_stops_over_the_weekend(demo, clock):
     # Friday 2026-11-27 17:15 Shanghai: 15 minutes on Friday, the other 15 on Monday.
     clock.advance(timedelta(days=3, hours=8, minutes=15))
     step_id = _open_accept_step(demo, clock)[0]
-    row = next(s for s in app.list_steps() if s["id"] == step_id)
+    row = next(s for s in actions.list_steps() if s["id"] == step_id)
     assert row["due_at"] == "2026-11-30 08:45"
     clock.advance(timedelta(days=2))  # Sunday 17:00: nothing lapses on a weekend
     assert sla.tick(start_pending=False).lapsed == 0
@@ -177,9 +177,9 @@ def test_residents_notice_names_no_one(demo, clock, policy_with):
     from models import broadcast
     from models.directory import case as load_case
 
-    case = app.report_emergency(start_run=False, kind="fire", community="YGHY",
-                                location="2号楼地下车库", reporter="保安王五", phone="13911112222",
-                                buildings=["1"])
+    case = actions.report_emergency(start_run=False, kind="fire", community="YGHY",
+                                    location="2号楼地下车库", reporter="保安王五",
+                                    phone="13911112222", buildings=["1"])
     with unit_of_work() as session:
         told = broadcast.to_residents(session, load_case(session, case["number"]), "activated",
                                       key="t", now=clock.now())
@@ -220,7 +220,7 @@ def test_escalation_to_a_vacant_role_reaches_the_next_level_visibly(demo, clock,
         assert "请项目经理介入" in message.subject
         assert "本项目没有在职的客服主管，因此直接由您处理" in message.body
 
-    case = app.show_case(app.list_cases()[0]["number"])
+    case = actions.show_case(actions.list_cases()[0]["number"])
     unstaffed = [e for e in case["timeline"] if e["action"] == "escalation_unstaffed"]
     assert len(unstaffed) == 1, case["timeline"]
     detail = unstaffed[0]["detail"]
@@ -230,6 +230,6 @@ def test_escalation_to_a_vacant_role_reaches_the_next_level_visibly(demo, clock,
     assert len(warned) == 1 and "cs_supervisor" in warned[0] and "project_manager" in warned[0]
 
     # The manager is at their own level now, so the step is theirs to decide.
-    row = next(s for s in app.list_steps() if s["id"] == step_id)
+    row = next(s for s in actions.list_steps() if s["id"] == step_id)
     assert row["level"] == 2
-    app.decide(step_id, manager["id"], {"note": "已督办"})
+    actions.decide(step_id, manager["id"], {"note": "已督办"})

@@ -68,13 +68,13 @@ def test_a_held_lock_is_reported_as_busy_not_as_a_bad_url(sqlite_demo, db, monke
     holder = sqlite3.connect(db.removeprefix("sqlite:///"), isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process in the middle of a write
     try:
-        from propflow import app
-        from propflow.errors import PropflowError
+        from core.errors import PropflowError
+        from propflow import actions
 
         with pytest.raises(PropflowError) as refused:
-            app.open_repair(start_run=False, unit="1-1-101", category="public_area",
-                            priority="medium", reporter="业主张三", phone="13800138000",
-                            description="楼道灯不亮")
+            actions.open_repair(start_run=False, unit="1-1-101", category="public_area",
+                                priority="medium", reporter="业主张三", phone="13800138000",
+                                description="楼道灯不亮")
         assert refused.value.code == "database_busy"
         assert "PROPFLOW_DATABASE_URL" not in refused.value.message
         assert "数据库繁忙" in refused.value.message and "expected" in refused.value.message

@@ -19,12 +19,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import propflow.policy
+import core.policy
+from core.errors import PropflowError
+from core.policy import get_policy, load_policy
+from core.procedures import STEPS
+from core.settings import DEMO_POLICY
 from propflow.cli import app
-from propflow.errors import PropflowError
-from propflow.policy import get_policy, load_policy
-from propflow.procedures import STEPS
-from propflow.settings import DEMO_POLICY
 
 runner = CliRunner()
 FLOWS = Path(__file__).resolve().parents[1] / "flows"
@@ -214,7 +214,7 @@ def _asked(source: str) -> tuple[set[str], list[int]]:
 
 def test_declared_steps_match_what_the_flows_ask_for():
     modules = {p.stem: p for p in FLOWS.glob("*.py") if p.stem not in ("__init__", "human")}
-    assert set(modules) == set(STEPS), "every procedure flow is declared in propflow/procedures.py"
+    assert set(modules) == set(STEPS), "every procedure flow is declared in core/procedures.py"
     for name, module in modules.items():
         kinds, unreadable = _asked(module.read_text(encoding="utf-8"))
         assert not unreadable, f"flows/{name}.py lines {unreadable}: write the step kind " \
@@ -250,7 +250,7 @@ def test_two_edits_within_one_timestamp_tick_are_both_seen(policy_with, monkeypa
     before = path.stat()
     # The process reads the file within the same tick as it was written.
     tick = SimpleNamespace(time_ns=lambda: before.st_mtime_ns + 1_000_000)
-    monkeypatch.setattr(propflow.policy, "wall", tick)
+    monkeypatch.setattr(core.policy, "wall", tick)
     assert _accept_window() == timedelta(minutes=30)
     _write_window(path, "45m")  # same length as 30m: same size
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))

@@ -10,22 +10,22 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from core.render import LANGS, TEMPLATES, render
 from models.db import unit_of_work
 from models.outbox import AuditEvent, AuditIsAppendOnly
-from notifications.render import LANGS, TEMPLATES, render
-from propflow import app
+from propflow import actions
 
 REPORT = dict(unit="1-1-101", category="public_area", priority="medium", reporter="业主张三",
               phone="13800138000", description="楼道灯不亮")
 
 
 def test_case_numbers_are_per_day_gap_free_and_unique_under_concurrency(demo, clock):
-    first = app.open_repair(start_run=False, **REPORT)["number"]
+    first = actions.open_repair(start_run=False, **REPORT)["number"]
     assert first == "BX-20261124-0001"
     numbers: list[str] = []
 
     def open_one() -> None:
-        numbers.append(app.open_repair(start_run=False, **REPORT)["number"])
+        numbers.append(actions.open_repair(start_run=False, **REPORT)["number"])
 
     threads = [threading.Thread(target=open_one) for _ in range(8)]
     for t in threads:
@@ -34,11 +34,11 @@ def test_case_numbers_are_per_day_gap_free_and_unique_under_concurrency(demo, cl
         t.join()
     assert sorted(numbers) == [f"BX-20261124-{i:04d}" for i in range(2, 10)]
     clock.advance(timedelta(days=1))
-    assert app.open_repair(start_run=False, **REPORT)["number"] == "BX-20261125-0001"
+    assert actions.open_repair(start_run=False, **REPORT)["number"] == "BX-20261125-0001"
 
 
 def test_audit_trail_refuses_changes(demo, clock):
-    app.open_repair(start_run=False, **REPORT)
+    actions.open_repair(start_run=False, **REPORT)
     with pytest.raises(AuditIsAppendOnly):
         with unit_of_work() as session:
             row = session.scalars(select(AuditEvent)).first()
@@ -51,11 +51,12 @@ def test_audit_trail_refuses_changes(demo, clock):
 
 
 def test_safety_words_raise_priority_and_warranty_makes_repairs_free(demo, clock):
-    leak = app.open_repair(start_run=False, **REPORT | {"description": "厨房漏水", "category":
+    leak = actions.open_repair(start_run=False, **REPORT | {"description": "厨房漏水", "category":
                                                           "in_unit"})
     assert leak["priority"] == "high" and leak["paid"] is True
     # Building 3 is still under the developer's warranty.
-    free = app.open_repair(start_run=False, **REPORT | {"unit": "3-1-101", "category": "in_unit"})
+    free = actions.open_repair(start_run=False,
+                               **REPORT | {"unit": "3-1-101", "category": "in_unit"})
     assert free["paid"] is False
 
 
@@ -87,6 +88,6 @@ def test_every_message_renders_in_both_languages(path: Path):
 
 def test_policy_in_english_sends_english_messages(demo, clock, policy_with):
     policy_with(lang="en")
-    case = app.open_repair(start_run=False, **REPORT)
-    subjects = [n["subject"] for n in app.list_notifications(case["number"])]
+    case = actions.open_repair(start_run=False, **REPORT)
+    subjects = [n["subject"] for n in actions.list_notifications(case["number"])]
     assert subjects == [f"Your repair request is registered: {case['number']}"]

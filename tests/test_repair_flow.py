@@ -137,13 +137,14 @@ def test_callback_window_lapsing_falls_to_phone_callback(demo, clock):
 
 
 def test_decision_made_while_prefect_is_away_is_delivered_later(demo, clock, monkeypatch):
-    from propflow import app, runs, sla
+    from propflow import actions, sla
+    from tasks import runs
 
     run = RepairRun(demo, clock)
     step = run.step("accept#1")
     real_wake = runs.wake
     monkeypatch.setattr(runs, "wake", lambda run_id: False)
-    result = app.decide(step["id"], run.role("technician"), {})
+    result = actions.decide(step["id"], run.role("technician"), {})
     assert result["delivered"] is False
     assert run.paused()
     monkeypatch.setattr(runs, "wake", real_wake)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from models.cases import Case
 from models.db import unit_of_work
-from propflow import app
+from propflow import actions
 from tests.flowkit import COMPLAINT, until
 from tests.servekit import state, waiting
 
@@ -27,13 +27,13 @@ def decide(number: str, key: str, staff: int, **values: Any) -> None:
     step_id = until(key, lambda: waiting(number, key))
     until(f"the run to suspend at {key}",
           lambda: (run := run_of(number)) is not None and state(run) == "Suspended")
-    app.decide(step_id, staff, values)
+    actions.decide(step_id, staff, values)
 
 
 def closed(number: str, outcome: str) -> dict:
-    until(f"{number} to close", lambda: app.show_case(number)["status"] == "closed")
+    until(f"{number} to close", lambda: actions.show_case(number)["status"] == "closed")
     until("its run to complete", lambda: state(run_of(number)) == "Completed")
-    case = app.show_case(number)
+    case = actions.show_case(number)
     assert case["outcome"] == outcome
     assert not [s["key"] for s in case["steps"] if s["status"] == "waiting"]
     return case
@@ -47,8 +47,8 @@ def told(case: dict, event: str, prefix: str = "") -> list[dict]:
 def test_fire_resolved_before_any_update_is_reviewed_and_closed(service, demo):
     service.start()
     who = demo["by_role"]
-    number = app.report_emergency(kind="fire", community="YGHY", location="2号楼地库",
-                                  reporter="保安", buildings=["1"])["number"]
+    number = actions.report_emergency(kind="fire", community="YGHY", location="2号楼地库",
+                                      reporter="保安", buildings=["1"])["number"]
     decide(number, "activate#1", who["cs_supervisor"])
     decide(number, "resolve#1", who["cs_supervisor"], summary="已扑灭", cause="电线短路")
     decide(number, "incident_report#1", who["cs_supervisor"], report="地库电线短路起火，已扑灭")
@@ -66,9 +66,9 @@ def test_paid_repair_reassigned_and_reinspected_is_done(service, demo):
     service.start()
     who = demo["by_role"]
     technicians = [p["id"] for p in demo["staff"] if p["role"] == "technician"]
-    number = app.open_repair(unit="1-1-101", category="in_unit", priority="medium",
-                             reporter="业主张三", phone="13800138000",
-                             description="卫生间水龙头坏了")["number"]
+    number = actions.open_repair(unit="1-1-101", category="in_unit", priority="medium",
+                                 reporter="业主张三", phone="13800138000",
+                                 description="卫生间水龙头坏了")["number"]
     first = until("accept#1", lambda: _assignee(number, "accept#1"))
     other = next(t for t in technicians if t != first)
     decide(number, "accept#1", who["tech_supervisor"], reassign_to=other)
@@ -92,16 +92,16 @@ def test_paid_repair_reassigned_and_reinspected_is_done(service, demo):
 
 
 def _assignee(number: str, key: str) -> int | None:
-    steps = {s["key"]: s for s in app.show_case(number)["steps"]}
+    steps = {s["key"]: s for s in actions.show_case(number)["steps"]}
     return steps[key]["assignee"] if key in steps else None
 
 
 def test_refused_complaint_reinvestigated_with_compensation_is_resolved(service, demo):
     service.start()
     who = demo["by_role"]
-    opened = app.open_complaint(**COMPLAINT)
+    opened = actions.open_complaint(**COMPLAINT)
     number = opened["number"]
-    responder = app.show_case(number)["first_responder"]
+    responder = actions.show_case(number)["first_responder"]
     decide(number, "acknowledge#1", responder, note="已安抚业主")
     decide(number, "investigate#1", who["cleaning"], findings="保洁排班漏了",
            proposed_resolution="加班清运")
@@ -125,8 +125,8 @@ def test_refused_complaint_reinvestigated_with_compensation_is_resolved(service,
 def test_office_incident_class_b_is_reviewed_and_closed(service, demo):
     service.start()
     who = demo["by_role"]
-    number = app.report_emergency(kind="office_b", community="YGHY", location="管理处",
-                                  reporter="前台", buildings=[])["number"]
+    number = actions.report_emergency(kind="office_b", community="YGHY", location="管理处",
+                                      reporter="前台", buildings=[])["number"]
     decide(number, "handle#1", who["hr"], result="已安排人事面谈")
     decide(number, "resolve#1", who["cs_supervisor"], summary="员工情绪平复", cause="绩效争议")
     decide(number, "incident_report#1", who["cs_supervisor"], report="已记录")

@@ -21,7 +21,8 @@ from sqlalchemy import select
 
 from models.cases import Case
 from models.db import unit_of_work
-from propflow import app, runs, sla
+from propflow import actions, sla
+from tasks import runs
 from tests.flowkit import REPAIR, until
 
 
@@ -46,7 +47,7 @@ def _runs() -> dict[str, str | None]:
 
 
 def test_two_replicas_start_each_pending_case_exactly_once(demo, monkeypatch):
-    numbers = [app.open_repair(start_run=False, **REPAIR)["number"] for _ in range(3)]
+    numbers = [actions.open_repair(start_run=False, **REPAIR)["number"] for _ in range(3)]
     b_done = threading.Event()
     started = _record_starts(monkeypatch, hold=b_done)
 
@@ -69,18 +70,18 @@ def test_two_replicas_start_each_pending_case_exactly_once(demo, monkeypatch):
 
 def test_a_case_opened_while_prefect_is_away_is_started_by_the_next_pass(demo, monkeypatch):
     monkeypatch.setattr(runs, "start", lambda *args: None)  # Prefect unreachable
-    opened = app.open_repair(**REPAIR)
+    opened = actions.open_repair(**REPAIR)
     assert opened["flow_run_id"] is None and "Prefect 暂不可达" in opened["note"]
 
     started = _record_starts(monkeypatch)
     assert sla.start_pending_runs() == 1  # no lease to wait for: the opener let go
     assert started == [(opened["number"], threading.current_thread().name)]
-    assert app.show_case(opened["number"])["flow_run_id"] == f"run-{opened['number']}-1"
+    assert actions.show_case(opened["number"])["flow_run_id"] == f"run-{opened['number']}-1"
 
 
 def test_a_start_left_by_a_process_that_died_is_taken_over_after_its_lease(
         demo, clock, monkeypatch):
-    number = app.open_repair(start_run=False, **REPAIR)["number"]
+    number = actions.open_repair(start_run=False, **REPAIR)["number"]
     with unit_of_work() as session:  # an opener that died between its commit and Prefect
         case_id = session.scalars(select(Case.id).where(Case.number == number)).one()
         assert runs.claim(session, case_id, "open@elsewhere:99")
@@ -167,7 +168,7 @@ def test_an_open_whose_run_cannot_be_recorded_still_reports_the_saved_case(
 
     monkeypatch.setattr(runs, "start", start)
     try:
-        opened = app.open_repair(**REPAIR)
+        opened = actions.open_repair(**REPAIR)
     finally:
         holder.execute("ROLLBACK")
         holder.close()

@@ -20,8 +20,9 @@ from typer.testing import CliRunner
 
 from models.cases import Case, Decision, Step
 from models.db import unit_of_work
-from propflow import app, runs, sla, supervise
+from propflow import actions, sla, supervise
 from propflow.cli import app as cli
+from tasks import runs
 from tests.flowkit import REPAIR, until
 from tests.servekit import state, waiting
 
@@ -70,7 +71,7 @@ def prefect(monkeypatch: pytest.MonkeyPatch) -> FakePrefect:
 
 
 def open_case(prefect: FakePrefect, run_state: str) -> str:
-    number = app.open_repair(start_run=False, **REPAIR)["number"]
+    number = actions.open_repair(start_run=False, **REPAIR)["number"]
     run_id = str(uuid.uuid4())
     prefect.states[run_id] = run_state
     with unit_of_work() as session:
@@ -85,7 +86,7 @@ def run_of(number: str) -> str:
 
 
 def timeline(number: str, action: str) -> list[dict]:
-    return [t for t in app.show_case(number)["timeline"] if t["action"] == action]
+    return [t for t in actions.show_case(number)["timeline"] if t["action"] == action]
 
 
 def test_a_run_that_keeps_failing_is_restarted_with_backoff_then_marked_stuck(
@@ -114,7 +115,7 @@ def test_a_run_that_keeps_failing_is_restarted_with_backoff_then_marked_stuck(
     assert sla.tick().stuck == 1
     clock.advance(timedelta(hours=1))
     assert sla.tick().stuck == 0 and len(prefect.started) == 3
-    shown = app.show_case(number)
+    shown = actions.show_case(number)
     assert shown["status"] == "stuck" and shown["run_state"] == "Failed"
     told = [n for n in shown["notifications"] if n["event"] == "run_stuck"]
     company_cs = next(p["name"] for p in demo["staff"] if p["role"] == "company_cs")
@@ -134,7 +135,7 @@ def test_a_run_that_keeps_failing_is_restarted_with_backoff_then_marked_stuck(
     # Someone mends it (a retry from the Prefect UI): waiting again, the case is back in hand.
     prefect.states[run_of(number)] = "Suspended"
     sla.tick()
-    shown = app.show_case(number)
+    shown = actions.show_case(number)
     assert shown["status"] == "in_progress" and shown["run_restarts"] == 0
     assert timeline(number, "run_recovered")
 
@@ -144,8 +145,8 @@ def test_a_crashed_run_that_recovers_counts_its_restarts_from_zero(demo, clock, 
     prefect.next_state = "Suspended"
     assert sla.tick().restarted == 1
     sla.tick()
-    assert app.show_case(number)["run_restarts"] == 0
-    assert app.show_case(number)["run_state"] == "Suspended"
+    assert actions.show_case(number)["run_restarts"] == 0
+    assert actions.show_case(number)["run_state"] == "Suspended"
     prefect.states[run_of(number)] = "Crashed"  # days later, another crash
     assert sla.tick().restarted == 1  # at once: no backoff left over from the first
 
@@ -155,7 +156,7 @@ def test_a_run_pending_past_the_limit_is_cancelled_and_restarted(demo, clock, pr
     old = run_of(number)
     prefect.next_state = "Scheduled"
     assert sla.tick().restarted == 0
-    assert app.show_case(number)["run_state"] == "Pending"
+    assert actions.show_case(number)["run_state"] == "Pending"
     clock.advance(timedelta(minutes=9))
     assert sla.tick().restarted == 0 and sla.tick().restarted == 0  # not yet 10 minutes
     clock.advance(timedelta(minutes=1))
@@ -224,7 +225,7 @@ def test_healthy_cases_and_runs_started_by_hand_are_left_alone(demo, clock, pref
     prefect.states[run_of(number)] = "Crashed"
     for _ in range(4):
         assert sla.tick().restarted == 0
-    assert prefect.started == [] and app.show_case(number)["status"] == "in_progress"
+    assert prefect.started == [] and actions.show_case(number)["status"] == "in_progress"
 
 
 # --- served: real processes killed with SIGKILL --------------------------------------------
@@ -247,13 +248,13 @@ def flow_processes(service) -> list[int]:  # type: ignore[no-untyped-def]
 @pytest.mark.usefixtures("prefect_api")
 def test_kill_9_of_a_flow_run_process_restarts_the_case_run(service, demo):
     service.start()
-    case = app.open_repair(**REPAIR)
+    case = actions.open_repair(**REPAIR)
     number, first = case["number"], case["flow_run_id"]
     step_id = until("accept#1", lambda: waiting(number, "accept#1"))
     until("the run to suspend", lambda: state(first) == "Suspended")
     until("the run's process to exit", lambda: service.children() == [])
 
-    app.decide(step_id, demo["by_role"]["technician"], {"note": "马上到"})
+    actions.decide(step_id, demo["by_role"]["technician"], {"note": "马上到"})
     pids = until("the resumed run's process", lambda: flow_processes(service))
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -262,28 +263,29 @@ def test_kill_9_of_a_flow_run_process_restarts_the_case_run(service, demo):
     # Supervision restarts the case's run from its record: the decision is read, and the
     # case moves on to its next step.
     until("complete#1", lambda: waiting(number, "complete#1"))
-    shown = app.show_case(number)
+    shown = actions.show_case(number)
     assert shown["flow_run_id"] != first
     assert [t["detail"]["state"] for t in shown["timeline"]
             if t["action"] == "run_restarted"] == ["Crashed"]
     assert [s["status"] for s in shown["steps"]] == ["decided", "waiting"]
     until("the new run to wait", lambda: state(run_of(number)) == "Suspended")
-    until("supervision to see it wait", lambda: app.show_case(number)["run_state"] == "Suspended")
+    until("supervision to see it wait",
+          lambda: actions.show_case(number)["run_state"] == "Suspended")
 
 
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_api")
 def test_kill_9_of_the_service_right_after_a_decision_then_restart(service, demo):
-    from propflow import clock
+    from core import clock
 
     service.start()
-    case = app.open_repair(**REPAIR)
+    case = actions.open_repair(**REPAIR)
     number, first = case["number"], case["flow_run_id"]
     step_id = until("accept#1", lambda: waiting(number, "accept#1"))
     until("the run to suspend", lambda: state(first) == "Suspended")
     until("the run's process to exit", lambda: service.children() == [])
 
-    app.decide(step_id, demo["by_role"]["technician"], {"note": "马上到"})
+    actions.decide(step_id, demo["by_role"]["technician"], {"note": "马上到"})
     # Killed while its runner starts the resumed run: nobody is left to run it or to mark
     # it crashed, and a runner started later only picks up Scheduled runs.
     taken = ("Submitting", "Pending", "Running")
@@ -295,11 +297,11 @@ def test_kill_9_of_the_service_right_after_a_decision_then_restart(service, demo
 
     # Seen in the state it was left in, the limit counts from then: now move the clock.
     until("supervision to see the run stopped",
-          lambda: app.show_case(number)["run_state"] == left)
+          lambda: actions.show_case(number)["run_state"] == left)
     assert waiting(number, "complete#1") is None
     clock.advance("10m")  # the policy's stuck_after
     until("complete#1", lambda: waiting(number, "complete#1"))
-    shown = app.show_case(number)
+    shown = actions.show_case(number)
     assert shown["flow_run_id"] != first and shown["status"] == "in_progress"
     assert [t["detail"]["state"] for t in shown["timeline"]
             if t["action"] == "run_restarted"] == [left]
@@ -307,11 +309,11 @@ def test_kill_9_of_the_service_right_after_a_decision_then_restart(service, demo
 
     # And the case goes on to its end.
     technician, csr = demo["by_role"]["technician"], demo["by_role"]["csr"]
-    app.decide(waiting(number, "complete#1"), technician, {"diagnosis": "灯管坏"})
-    app.decide(until("owner_acceptance#1", lambda: waiting(number, "owner_acceptance#1")),
-               csr, {"accepted": "true"})
-    app.decide(until("callback#1", lambda: waiting(number, "callback#1")), csr, {"rating": "5"})
-    until("the case to close", lambda: app.show_case(number)["status"] == "closed")
+    actions.decide(waiting(number, "complete#1"), technician, {"diagnosis": "灯管坏"})
+    actions.decide(until("owner_acceptance#1", lambda: waiting(number, "owner_acceptance#1")),
+                   csr, {"accepted": "true"})
+    actions.decide(until("callback#1", lambda: waiting(number, "callback#1")), csr, {"rating": "5"})
+    until("the case to close", lambda: actions.show_case(number)["status"] == "closed")
 
 
 
@@ -319,12 +321,12 @@ def test_kill_9_of_the_service_right_after_a_decision_then_restart(service, demo
 @pytest.mark.usefixtures("prefect_api")
 def test_a_served_run_that_keeps_failing_ends_stuck_and_company_cs_is_told(
         service, demo, policy_with):
-    from propflow import clock
+    from core import clock
 
     path = policy_with(supervision={"stuck_after": "10m", "max_restarts": 2, "backoff": "1m"})
     service.env["PROPFLOW_POLICY"] = str(path)
     service.start()
-    case = app.open_repair(**REPAIR)
+    case = actions.open_repair(**REPAIR)
     number, first = case["number"], case["flow_run_id"]
     step_id = until("accept#1", lambda: waiting(number, "accept#1"))
     until("the run to suspend", lambda: state(first) == "Suspended")
@@ -336,12 +338,12 @@ def test_a_served_run_that_keeps_failing_ends_stuck_and_company_cs_is_told(
 
     until("the first restart", lambda: len(timeline(number, "run_restarted")) == 1)
     until("the restarted run to fail too",
-          lambda: app.show_case(number)["run_state"] == "Failed")
-    assert app.show_case(number)["status"] == "in_progress"  # backing off for a minute
+          lambda: actions.show_case(number)["run_state"] == "Failed")
+    assert actions.show_case(number)["status"] == "in_progress"  # backing off for a minute
     clock.advance("1m")
-    until("the case to be marked stuck", lambda: app.show_case(number)["status"] == "stuck")
+    until("the case to be marked stuck", lambda: actions.show_case(number)["status"] == "stuck")
 
-    shown = app.show_case(number)
+    shown = actions.show_case(number)
     assert len(timeline(number, "run_restarted")) == 2 and shown["run_state"] == "Failed"
     company_cs = next(p["name"] for p in demo["staff"] if p["role"] == "company_cs")
     assert [n["to"] for n in shown["notifications"] if n["event"] == "run_stuck"] == [company_cs]

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import PropflowError
 from models.db import busy
-from propflow.errors import PropflowError
 from tests.flowkit import RepairRun
 
 

@@ -11,14 +11,14 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from core import clock as clock_module
+from core.settings import reset_settings
 from models import steps
 from models.cases import Case, Step
 from models.db import unit_of_work
-from propflow import app as service
-from propflow import clock as clock_module
-from propflow import runs
+from propflow import actions as service
 from propflow.cli import app as cli
-from propflow.settings import reset_settings
+from tasks import runs
 from tests.conftest import SHANGHAI
 
 runner = CliRunner()

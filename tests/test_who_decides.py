@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from core.errors import PropflowError
 from models import directory, steps
 from models.cases import Case, Escalation, Step
 from models.db import unit_of_work
 from models.org import Community, Staff, StaffRole
 from models.outbox import AuditEvent
-from propflow import app, sla
-from propflow.errors import PropflowError
+from propflow import actions, sla
 from tests.test_bad_input import decide as decide_args
 from tests.test_bad_input import nothing_changes, refused
 
@@ -60,14 +60,14 @@ def other(demo: dict) -> dict[str, int]:
 
 
 def _repair(**fields: Any) -> str:
-    return app.open_repair(start_run=False, **({
+    return actions.open_repair(start_run=False, **({
         "unit": "1-1-101", "category": "public_area", "priority": "medium",
         "reporter": "业主张三", "phone": "13800138000", "description": "楼道灯不亮"} | fields),
     )["number"]
 
 
 def _complaint(**fields: Any) -> str:
-    return app.open_complaint(start_run=False, **({
+    return actions.open_complaint(start_run=False, **({
         "unit": "1-1-101", "complainant": "业主张三", "phone": "13800138000",
         "category": "environment", "description": "垃圾三天没清"} | fields))["number"]
 
@@ -89,7 +89,7 @@ def _lapse(clock, step_id: int) -> None:  # type: ignore[no-untyped-def]
 
 def _refusal(step_id: int, staff_id: int, values: dict[str, Any] | None = None) -> PropflowError:
     with pytest.raises(PropflowError) as caught:
-        app.decide(step_id, staff_id, values or {})
+        actions.decide(step_id, staff_id, values or {})
     return caught.value
 
 
@@ -112,7 +112,7 @@ def test_a_chain_level_decides_only_once_the_step_has_escalated_to_it(demo, cloc
     _lapse(clock, accept)  # now the 客服主管 has been told: level 1
     error = _refusal(accept, _staff(demo, "project_manager"))
     assert "规则（chain）" in error.message and "第 2 级" in error.message
-    app.decide(accept, _staff(demo, "cs_supervisor"), {"note": "已督办"})
+    actions.decide(accept, _staff(demo, "cs_supervisor"), {"note": "已督办"})
     assert _status(accept) == "decided"
 
 
@@ -120,8 +120,8 @@ def test_the_cs_supervisor_may_not_approve_the_managers_compensation(demo, clock
     """Finding 4: the 客服主管 approved a 500-yuan compensation, the project manager's step."""
     number = _complaint()
     investigate = _open(clock, number, "investigate#1", "investigate", "cleaning")
-    app.decide(investigate, _staff(demo, "cleaning"),
-               {"findings": "漏清", "proposed_resolution": "赔偿", "compensation": "500"})
+    actions.decide(investigate, _staff(demo, "cleaning"),
+                   {"findings": "漏清", "proposed_resolution": "赔偿", "compensation": "500"})
     approve = _open(clock, number, "approve_resolution#1", "approve_resolution",
                     "project_manager", context={"approves": "investigate#1"})
     supervisor = _staff(demo, "cs_supervisor")
@@ -137,7 +137,7 @@ def test_the_cs_supervisor_may_not_approve_the_managers_compensation(demo, clock
     assert told == ["company_cs"]
     error = _refusal(approve, supervisor, {"approved": True})
     assert "规则（role）" in error.message
-    app.decide(approve, _staff(demo, "company_cs"), {"approved": True})
+    actions.decide(approve, _staff(demo, "company_cs"), {"approved": True})
     assert _status(approve) == "decided"
 
 
@@ -147,8 +147,9 @@ def test_whoever_proposed_a_compensation_may_not_approve_it(demo, clock, db):
     manager = _staff(demo, "project_manager")
     number = _complaint()
     investigate = _open(clock, number, "investigate#3", "investigate", "project_manager")
-    app.decide(investigate, manager,
-               {"findings": "多次漏清", "proposed_resolution": "减免物业费", "compensation": "300"})
+    actions.decide(investigate, manager, {"findings": "多次漏清",
+                                          "proposed_resolution": "减免物业费",
+                                          "compensation": "300"})
     approve = _open(clock, number, "approve_resolution#3", "approve_resolution",
                     "project_manager", context={"approves": "investigate#3"})
     with nothing_changes(db):
@@ -157,7 +158,7 @@ def test_whoever_proposed_a_compensation_may_not_approve_it(demo, clock, db):
     assert "规则（proposer）" in error.message and "investigate#3" in error.message
 
     deputy = _add_staff("副经理", "project_manager", _yghy())
-    app.decide(approve, deputy, {"approved": True})
+    actions.decide(approve, deputy, {"approved": True})
     assert _status(approve) == "decided"
 
 
@@ -168,7 +169,7 @@ def test_an_assigned_step_is_decided_by_its_assignee_not_by_a_peer(demo, clock, 
         error = _refusal(accept, peer)
     assert "规则（assignee）" in error.message
     assert f"assignee staff {tech}（吴刚）" in error.message
-    app.decide(accept, tech, {"note": "马上到"})
+    actions.decide(accept, tech, {"note": "马上到"})
     assert _status(accept) == "decided"
 
 
@@ -181,7 +182,7 @@ def test_an_unassigned_step_is_decided_by_its_role_in_the_cases_community(
         assert "规则（role）" in error.message and "cleaning" in error.message
         error = _refusal(investigate, _staff(demo, "csr"), values)
         assert "规则（role）" in error.message
-    app.decide(investigate, _staff(demo, "cleaning"), values)
+    actions.decide(investigate, _staff(demo, "cleaning"), values)
     assert _status(investigate) == "decided"
 
 
@@ -189,7 +190,7 @@ def test_stand_ins_are_the_ones_the_policy_names(demo, clock, db, policy_with):
     tech, supervisor = _staff(demo, "technician"), _staff(demo, "tech_supervisor")
     number = _repair()
     first = _open(clock, number, "accept#1", "accept", "technician", tech)
-    app.decide(first, supervisor, {"note": "我来安排"})  # demo.yaml: stand_ins.technician
+    actions.decide(first, supervisor, {"note": "我来安排"})  # demo.yaml: stand_ins.technician
     assert _status(first) == "decided"
 
     policy_with(stand_ins={"owner": ["csr"]})  # this company lets no supervisor stand in
@@ -219,7 +220,7 @@ def test_reassign_to_must_be_an_active_technician_of_the_cases_community(
         for unknown in (9999, left):
             error = _refusal(accept, supervisor, {"reassign_to": unknown})
             assert error.field == "reassign_to" and "规则（reference）" in error.message
-    app.decide(accept, supervisor, {"reassign_to": _staff(demo, "technician", 1)})
+    actions.decide(accept, supervisor, {"reassign_to": _staff(demo, "technician", 1)})
     assert _status(accept) == "decided"
 
 
@@ -239,7 +240,7 @@ def test_dispatch_names_an_active_technician_of_the_cases_community(demo, other,
         for bad in (_staff(demo, "security"), other["technician"], 9999):
             error = _refusal(dispatch, supervisor, {"technician": bad})
             assert error.field == "technician" and "规则（reference）" in error.message
-    app.decide(dispatch, supervisor, {"technician": _staff(demo, "technician", 2)})
+    actions.decide(dispatch, supervisor, {"technician": _staff(demo, "technician", 2)})
     assert _status(dispatch) == "decided"
 
 
@@ -257,7 +258,7 @@ def test_the_first_responder_works_in_the_cases_community(demo, other, db):
     # Whoever receives it owns it (首问责任制): any of the community's staff, or the company's.
     for anyone in (_staff(demo, "security"), _staff(demo, "company_cs")):
         number = _complaint(received_by=anyone)
-        assert app.show_case(number)["first_responder"] == anyone
+        assert actions.show_case(number)["first_responder"] == anyone
     assert _repair(received_by=_staff(demo, "csr", 1))
 
 
@@ -283,8 +284,8 @@ def test_past_the_top_of_its_chain_the_company_service_centre_may_decide(demo, c
     """Every level of the chain vacant: company_cs is told (the last resort) and may decide."""
     from models.steps import record_escalation
 
-    number = app.report_emergency(start_run=False, kind="office_a", community="YGHY",
-                                  location="客服中心", reporter="前台")["number"]
+    number = actions.report_emergency(start_run=False, kind="office_a", community="YGHY",
+                                      location="客服中心", reporter="前台")["number"]
     receive = _open(clock, number, "receive#1", "receive", "csr")  # chain: director, manager
     company = _staff(demo, "company_cs")
     error = _refusal(receive, company, {"media_present": False})
@@ -295,5 +296,5 @@ def test_past_the_top_of_its_chain_the_company_service_centre_may_decide(demo, c
     _lapse(clock, receive)
     with unit_of_work() as session:
         record_escalation(session, session.scalars(select(Escalation)).one(), clock.now())
-    app.decide(receive, company, {"media_present": False})
+    actions.decide(receive, company, {"media_present": False})
     assert _status(receive) == "decided"

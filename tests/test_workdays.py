@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import chinese_calendar
 import pytest
 
-from propflow.workdays import BusinessCalendar, parse_window
+from core.workdays import BusinessCalendar, parse_window
 
 SH = ZoneInfo("Asia/Shanghai")
 H = timedelta(hours=1)

@@ -24,7 +24,7 @@ def mask(text: str) -> str:
 def log_path() -> Path:
     # Not through the settings: a fault may come from reading them.
     try:
-        from propflow.settings import get_settings
+        from core.settings import get_settings
 
         home = get_settings().home
     except Exception:  # noqa: BLE001 - any home will do to keep the record

@@ -23,14 +23,15 @@ from pydantic import (
     model_validator,
 )
 
-from propflow.errors import PropflowError
-from propflow.procedures import PRIORITIES, PRIORITISED, STEPS
-from propflow.roles import ROLES
-from propflow.settings import get_settings
-from propflow.workdays import BusinessCalendar, parse_window
+from core.channels import parse_channel
+from core.errors import PropflowError
+from core.procedures import PRIORITIES, PRIORITISED, STEPS
+from core.roles import ROLES
+from core.settings import get_settings
+from core.workdays import BusinessCalendar, parse_window
 
 CalendarKind = Literal["24x7", "business"]
-log = logging.getLogger(__name__)
+log = logging.getLogger("propflow.policy")  # operators filter the logs on propflow.*
 
 
 class _Strict(BaseModel):
@@ -265,11 +266,9 @@ def _parse(path: Path, data: bytes) -> Policy:
 
 
 def _check_channels(path: Path, policy: Policy) -> None:
-    from notifications.channels import build_channel
-
     for name, spec in policy.channels.items():
         try:
-            build_channel(name, spec)
+            parse_channel(name, spec)
         except ValueError as exc:
             raise PropflowError(f"策略文件 {path}：键 channels.{name}：{exc}",
                                 field=f"channels.{name}") from exc

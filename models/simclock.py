@@ -1,71 +1,39 @@
-"""The one clock. Nothing else reads the wall clock.
+"""The training clock (情景模拟): simulated time kept in the database, so every process
+(CLI, service, flow runs) sees the same instant; it only moves forward, by command.
 
-normal mode: real time, cannot be moved. training mode (情景模拟): a simulated time kept
-in the database, so every process (CLI, service, flow runs) sees the same instant; it
-only moves forward, by command.
+core.clock picks it in training mode; models.db installs it there when it is imported.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from typing import Protocol
 
 from sqlalchemy import select
 
-from propflow.errors import NotFound, PropflowError
-from propflow.settings import get_settings
-from propflow.workdays import parse_window
-
-
-class Clock(Protocol):
-    def now(self) -> datetime: ...
-
-
-class SystemClock:
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-
-# The real time a new training clock starts from; a test says "it is 22:00 on a Friday".
-wall_clock: Clock = SystemClock()
-
-
-class ManualClock:
-    """For tests in one process: time moves only when told."""
-
-    def __init__(self, start: datetime) -> None:
-        self._now = start
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, delta: timedelta) -> datetime:
-        self._now += delta
-        return self._now
-
-    def set(self, at: datetime) -> None:
-        self._now = at
+from core import clock as core_clock
+from core.clock import Clock, SystemClock, get_clock
+from core.errors import NotFound, PropflowError
+from core.policy import get_policy
+from models.cases import SimClock, Step
+from models.db import unit_of_work
 
 
 class TrainingClock:
     """Simulated time shared through the database. A new one starts at 09:00 on a working
     day, whatever the hour it is created at, so a walkthrough reads the same at 22:00 as at
-    10:00; it starts from `wall`, by default the module's `wall_clock` (real time)."""
+    10:00; it starts from `wall`, by default core.clock.wall_clock (real time)."""
 
     def __init__(self, wall: Clock | None = None) -> None:
         self._wall = wall
 
     def now(self) -> datetime:
-        from models.cases import SimClock
-        from models.db import unit_of_work
-
         # Read without the write lock: the time is asked for inside writing units of work,
         # and on SQLite a second writer there would wait for the first for ever.
         with unit_of_work(write=False) as session:
             row = session.get(SimClock, 1)
             if row is not None:
                 return row.now
-        start = training_start((self._wall or wall_clock).now())
+        start = training_start((self._wall or core_clock.wall_clock).now())
         try:
             with unit_of_work() as session:
                 row = session.get(SimClock, 1)
@@ -81,9 +49,6 @@ class TrainingClock:
             return start
 
     def advance(self, delta: timedelta) -> datetime:
-        from models.cases import SimClock
-        from models.db import unit_of_work
-
         if delta <= timedelta(0):
             raise PropflowError("delta：时钟只能向前拨动；expected a positive duration",
                                 field="delta")
@@ -101,8 +66,6 @@ def training_start(wall: datetime) -> datetime:
     """The first 09:00 on a working day not before `wall`, in the policy's time zone: before
     09:00 on a working day that is today, otherwise the next working day. Never in the past,
     so a new training clock never shows a time before the real one it was made at."""
-    from propflow.policy import get_policy
-
     calendar = get_policy().business_calendar()
     local = wall.astimezone(calendar.zone)
     day = local.date()
@@ -113,57 +76,10 @@ def training_start(wall: datetime) -> datetime:
         day += timedelta(days=1)
 
 
-# Ten years is more than any training scenario needs, and keeps every date arithmetic sane.
-MAX_ADVANCE = timedelta(days=3650)
-
-_override: Clock | None = None
-
-
-def set_clock(clock: Clock | None) -> None:
-    """Inject a clock for this process (tests); None returns to the configured one."""
-    global _override
-    _override = clock
-
-
-def get_clock() -> Clock:
-    if _override is not None:
-        return _override
-    return TrainingClock() if get_settings().mode == "training" else SystemClock()
-
-
-def now() -> datetime:
-    return get_clock().now()
-
-
-def advance(text: str) -> datetime:
-    clock = get_clock()
-    if not hasattr(clock, "advance") or isinstance(clock, SystemClock):
-        raise PropflowError(
-            "PROPFLOW_MODE：正常模式下时钟是真实时间，不能拨动；expected PROPFLOW_MODE=training",
-            field="PROPFLOW_MODE", code="forbidden",
-        )
-    try:
-        delta = parse_window(text)
-    except ValueError as exc:
-        raise PropflowError(f"delta：时钟只能按正的时长向前拨动，一次最多 {MAX_ADVANCE.days} 天；"
-                            f"{exc}", field="delta") from exc
-    if delta > MAX_ADVANCE:
-        raise PropflowError(f"delta：一次最多拨动 {MAX_ADVANCE.days} 天；expected a duration "
-                            f"of at most {MAX_ADVANCE.days}d", field="delta")
-    try:
-        return clock.advance(delta)  # type: ignore[union-attr]
-    except OverflowError:  # past the year 9999, step by step
-        raise PropflowError("delta：模拟时钟已到尽头；expected a fresh training database",
-                            field="delta") from None
-
-
 def advance_to_next_due() -> tuple[datetime, int]:
     """Move the training clock one second past the earliest future due time of a waiting
     step, so the next SLA pass lapses it whatever hour the walkthrough is at. Returns the new
     time and the step's id."""
-    from models.cases import Step
-    from models.db import unit_of_work
-
     clock = get_clock()
     if isinstance(clock, SystemClock) or not hasattr(clock, "advance"):
         raise PropflowError(

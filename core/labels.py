@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from models.org import ROLES
+from core.roles import ROLES
 
 ROLE_EN = {
     "csr": "customer-service officer", "steward": "steward",

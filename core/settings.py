@@ -9,7 +9,7 @@ from typing import Literal, get_args, get_origin
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from propflow.errors import PropflowError
+from core.errors import PropflowError
 
 DEMO_POLICY = Path(__file__).parent / "policy" / "demo.yaml"
 

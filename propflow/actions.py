@@ -9,18 +9,18 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import object_session, selectinload
 
+from core import labels
+from core.clock import now
+from core.errors import Forbidden
+from core.policy import get_policy
+from core.settings import get_settings
 from models import complaint, directory, emergency, lifecycle, limits, notices, repair, steps
 from models.authority import chain_of, check_decider, rule_allowing
 from models.cases import Case, Step
 from models.db import unit_of_work
 from models.org import ROLES, Staff, StaffRole, Unit
 from models.outbox import AuditEvent, Notification
-from notifications import labels
-from propflow import runs
-from propflow.clock import now
-from propflow.errors import Forbidden
-from propflow.policy import get_policy
-from propflow.settings import get_settings
+from tasks import runs
 
 OPENER = f"open@{socket.gethostname()}:{os.getpid()}"
 

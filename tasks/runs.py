@@ -12,11 +12,11 @@ from uuid import UUID
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
+from core.clock import now
+from core.errors import PropflowError
+from core.settings import get_settings
 from models.cases import Case
 from models.db import unit_of_work
-from propflow.clock import now
-from propflow.errors import PropflowError
-from propflow.settings import get_settings
 
 log = logging.getLogger("propflow.runs")
 
