@@ -22,6 +22,7 @@ from models.db import unit_of_work
 from models.directory import step as load_step
 from models.forms import FORMS
 from models.notices import local
+from tasks import replay
 from tasks.steps import escalate, open_step, read_steps, record_ui_decision
 
 # A paused run gives up after this; windows are enforced by our SLA clock, not by Prefect.
@@ -67,6 +68,7 @@ def _wait(step_id: int, kind: str, key: str) -> dict[str, Any]:
     form = UI_FORMS[kind].with_initial_data(description=_summary(step_id), step_id=step_id)
     context = FlowRunContext.get()
     if context and context.flow_run and context.flow_run.deployment_id:
+        replay.before_suspend()
         answer = suspend_flow_run(wait_for_input=form, timeout=None, key=key)
     else:
         answer = pause_flow_run(wait_for_input=form, timeout=PAUSE_TIMEOUT, key=key,
@@ -106,19 +108,28 @@ def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[i
     """
     wakes = 0
     while True:
-        states = read_steps(step_ids)
+        # A read that found the wait over is final (a settled step stays settled): on replay
+        # it comes from the run's journal. One that found it still waiting is read again.
+        states = replay.call(read_steps, (step_ids,), {}, read_steps.live,
+                             accept=lambda found: _over(found, step_ids, need))
         for state in states.values():
             for escalation_id, level in state["pending_escalations"]:
                 escalate(escalation_id, level=level)
         done = {sid: _outcome(st) for sid, st in sorted(states.items(), key=_settle_order)
                 if st["status"] in SETTLED}
-        if done and (need == "any" or len(done) == len(step_ids)):
+        if _over(states, step_ids, need):
             return done
         waiting = [sid for sid in step_ids if sid not in done]
         wakes += 1  # stable across replays: the same wait gets the same key
         answer = _wait(waiting[0], states[waiting[0]]["form"], key=f"{_set_key(step_ids)}-{wakes}")
         if answer.get("signal", "ui") == "ui":
             record_ui_decision(answer.get("step_id") or waiting[0], answer)
+
+
+def _over(states: dict[int, dict[str, Any]], step_ids: list[int],
+          need: Literal["all", "any"]) -> bool:
+    settled = sum(1 for st in states.values() if st["status"] in SETTLED)
+    return settled > 0 and (need == "any" or settled == len(step_ids))
 
 
 def _set_key(step_ids: list[int]) -> str:

@@ -27,7 +27,9 @@ def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | N
                                assignee_id=assignee_id, now=now(), context=context).id
 
 
-@db_task(name="read-steps")
+# Not replayed from the journal on its own: what it reads may have changed since (a
+# decision since the run suspended). flows.human reuses a recorded read only once final.
+@db_task(name="read-steps", from_journal=False)
 def read_steps(step_ids: list[int]) -> dict[int, dict[str, Any]]:
     """Where the steps stand in the record, which the flow trusts over any resume input.
 
