@@ -9,7 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, TemplateNotFound
+from jinja2 import (
+    ChoiceLoader,
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    Template,
+    TemplateNotFound,
+)
 
 TEMPLATES = Path(__file__).parent / "templates"
 LANGS = ("zh-CN", "en")
@@ -31,15 +38,22 @@ class Rendered:
 
 
 def render(procedure: str, event: str, lang: str, **context: Any) -> Rendered:
+    return render_with(template_for(procedure, event, lang), context)
+
+
+def template_for(procedure: str, event: str, lang: str) -> Template:
+    """The procedure's own template for the event, else the common one. A batch looks it up
+    once: a miss in the procedure's folder is a filesystem search every time."""
     if lang not in LANGS:
         raise ValueError(f"lang {lang!r} is not supported; expected one of {LANGS}")
     for folder in (procedure, "common"):
         try:
-            template = _env.get_template(f"{folder}/{event}.{lang}.j2")
-            break
+            return _env.get_template(f"{folder}/{event}.{lang}.j2")
         except TemplateNotFound:
             continue
-    else:
-        raise LookupError(f"no template for {procedure}/{event}.{lang}")
+    raise LookupError(f"no template for {procedure}/{event}.{lang}")
+
+
+def render_with(template: Template, context: dict[str, Any]) -> Rendered:
     subject, _, body = template.render(**context).strip().partition("\n")
     return Rendered(subject=subject.strip(), body=body.strip())

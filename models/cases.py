@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.db import Base, UTCDateTime
@@ -48,7 +48,12 @@ class Step(Base):
     """A typed decision asked of a role (or one person), with a response window."""
 
     __tablename__ = "steps"
-    __table_args__ = (UniqueConstraint("case_id", "key"),)
+    __table_args__ = (
+        UniqueConstraint("case_id", "key"),
+        # The SLA pass's two questions (migration 0005): due by now, warned by now at level 0.
+        Index("ix_steps_status_due_at", "status", "due_at"),
+        Index("ix_steps_status_level_warn_at", "status", "level", "warn_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     key: Mapped[str] = mapped_column(String(60))  # stable under flow replay: accept#1

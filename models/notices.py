@@ -6,14 +6,15 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import labels
-from core.policy import get_policy
+from core.policy import Policy, get_policy
 from models.cases import Case, Step
 from models.directory import people_in_role
 from models.org import Staff, Unit
-from models.outbox import Recipient, notify
+from models.outbox import Message, Recipient, notify, notify_many
 
 
 def local(at: datetime | None, tz: str | None = None) -> str:
@@ -32,9 +33,10 @@ def owner_recipient(case: Case) -> Recipient:
                      mobile=case.reporter_phone)
 
 
-def case_context(session: Session, case: Case, lang: str) -> dict[str, Any]:
+def case_context(session: Session, case: Case, lang: str,
+                 policy: Policy | None = None) -> dict[str, Any]:
     unit = session.get(Unit, case.unit_id) if case.unit_id else None
-    policy = get_policy()
+    policy = policy or get_policy()
     proc = policy.procedures[case.procedure]
     category = proc.categories.get(case.category or "") or proc.kinds.get(case.category or "")
     return {
@@ -70,12 +72,15 @@ def with_first_responder(session: Session, case: Case, to: list[Recipient]) -> l
     return to
 
 
-def step_context(session: Session, step: Step, lang: str) -> dict[str, Any]:
-    ctx = case_context(session, step.case, lang)
+def step_context(session: Session, step: Step, lang: str,
+                 policy: Policy | None = None) -> dict[str, Any]:
+    """What a message about the step says; a batch passes the policy it read once."""
+    policy = policy or get_policy()
+    ctx = case_context(session, step.case, lang, policy)
     ctx.update(
         step_id=step.id,
         step_label=labels.label(labels.STEPS, step.kind, lang),
-        due=local(step.due_at),
+        due=local(step.due_at, policy.timezone),
         calendar_label=labels.label(labels.CALENDARS, step.calendar, lang),
         duty=(step.context or {}).get("duty", ""),
     )
@@ -96,14 +101,45 @@ def tell(
     )
 
 
-def step_recipients(session: Session, step: Step) -> list[Recipient]:
+def tell_many(session: Session, messages: list[Message], *, now: datetime) -> None:
+    """tell() for a batch whose contexts are built (case_context included): one INSERT."""
+    policy = get_policy()
+    notify_many(session, messages, now=now, lang=policy.lang, routes=policy.routes,
+                channel_kinds={n: str(c.get("kind")) for n, c in policy.channels.items()})
+
+
+class Lookups:
+    """What the messages of a batch of steps look up, each kind fetched by one query: their
+    units, assignees and first responders, and each community's holders of a role."""
+
+    def __init__(self, session: Session, steps: list[Step]) -> None:
+        cases = {step.case_id: step.case for step in steps}.values()
+        units = {c.unit_id for c in cases if c.unit_id}
+        staff = {s.assignee_id for s in steps if s.assignee_id}
+        staff |= {c.data["first_responder"] for c in cases if (c.data or {}).get("first_responder")}
+        # Held here, so the session's identity map keeps them and session.get needs no query.
+        self._held = [*session.scalars(select(Unit).where(Unit.id.in_(units))),
+                      *session.scalars(select(Staff).where(Staff.id.in_(staff)))]
+        self._holders: dict[tuple[int, str], list[Recipient]] = {}
+
+    def role_recipients(self, session: Session, case: Case, role: str) -> list[Recipient]:
+        key = (case.community_id, role)
+        if key not in self._holders:
+            self._holders[key] = role_recipients(session, case, role)
+        return self._holders[key]
+
+
+def step_recipients(session: Session, step: Step,
+                    lookups: Lookups | None = None) -> list[Recipient]:
     """The assignee, else everyone holding the step's role in the community."""
     if step.assignee_id:
         person = session.get(Staff, step.assignee_id)
         return [staff_recipient(person)] if person else []
     if step.role == "owner":
         return [owner_recipient(step.case)]
-    return [staff_recipient(p) for p in people_in_role(session, step.case.community_id, step.role)]
+    if lookups:
+        return lookups.role_recipients(session, step.case, step.role)
+    return role_recipients(session, step.case, step.role)
 
 
 def role_recipients(session: Session, case: Case, role: str) -> list[Recipient]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event, select
+from jinja2 import Template
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core.render import render
+from core.render import Rendered, render, render_with, template_for
 from models.db import Base, UTCDateTime
 
 
@@ -83,28 +86,87 @@ def notify(
     """
     msg = render(procedure, event, lang, **context)
     added = 0
-
-    def add(dedupe: str, recipient: Recipient, channel: str, address: str, status: str) -> None:
-        nonlocal added
+    for dedupe, recipient, channel, address, status in _deliveries(
+            event, to, key, routes, channel_kinds):
         if session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe)):
-            return
-        session.add(Notification(
-            dedupe_key=dedupe, case_id=case_id, event=event, recipient=recipient.key,
-            recipient_name=recipient.name, channel=channel, address=address, lang=lang,
-            subject=msg.subject, body=msg.body, status=status, next_attempt_at=now,
-            created_at=now, sent_at=now if status == "delivered" else None,
-        ))
+            continue
+        session.add(Notification(**_row(dedupe, recipient, channel, address, status, msg,
+                                        event=event, case_id=case_id, lang=lang, now=now)))
         added += 1
+    session.flush()
+    return added
 
+
+@dataclass(frozen=True)
+class Message:
+    """One event occurrence for notify_many: what notify() takes, less the shared settings."""
+
+    procedure: str
+    event: str
+    to: list[Recipient]
+    context: dict[str, Any]
+    key: str
+    case_id: int | None
+
+
+def notify_many(
+    session: Session, messages: list[Message], *, now: datetime, lang: str,
+    routes: dict[str, list[str]], channel_kinds: dict[str, str],
+) -> None:
+    """notify() for a batch: each message rendered in Python from a template looked up once,
+    all rows written by one INSERT that skips any dedupe key already written."""
+    templates: dict[tuple[str, str], Template] = {}
+    rows: list[dict[str, Any]] = []
+    for m in messages:
+        found = templates.get((m.procedure, m.event))
+        if found is None:
+            found = templates[(m.procedure, m.event)] = template_for(m.procedure, m.event, lang)
+        msg = render_with(found, m.context)
+        rows += [_row(*delivery, msg, event=m.event, case_id=m.case_id, lang=lang, now=now)
+                 for delivery in _deliveries(m.event, m.to, m.key, routes, channel_kinds)]
+    insert_notifications(session, rows)
+
+
+def _deliveries(
+    event: str, to: list[Recipient], key: str, routes: dict[str, list[str]],
+    channel_kinds: dict[str, str],
+) -> Iterator[tuple[str, Recipient, str, str, str]]:
+    """(dedupe key, recipient, channel, address, status) of each row an event writes."""
     for person in to:
         # The in-app inbox is the table itself: delivered once written.
-        add(f"{key}|{person.key}|inbox", person, "inbox", person.key, "delivered")
+        yield f"{key}|{person.key}|inbox", person, "inbox", person.key, "delivered"
         for channel in routes.get(event, []):
             if channel_kinds.get(channel) == "email" and person.email:
-                add(f"{key}|{person.key}|{channel}", person, channel, person.email, "pending")
+                yield f"{key}|{person.key}|{channel}", person, channel, person.email, "pending"
     for channel in routes.get(event, []):
         if channel_kinds.get(channel) != "email":
             group = Recipient(key=f"group:{channel}", name=channel)
-            add(f"{key}|group|{channel}", group, channel, channel, "pending")
-    session.flush()
-    return added
+            yield f"{key}|group|{channel}", group, channel, channel, "pending"
+
+
+def _row(dedupe: str, recipient: Recipient, channel: str, address: str, status: str,
+         msg: Rendered, *, event: str, case_id: int | None, lang: str,
+         now: datetime) -> dict[str, Any]:
+    return dict(
+        dedupe_key=dedupe, case_id=case_id, event=event, recipient=recipient.key,
+        recipient_name=recipient.name, channel=channel, address=address, lang=lang,
+        subject=msg.subject, body=msg.body, status=status, attempts=0, next_attempt_at=now,
+        last_error="", created_at=now, sent_at=now if status == "delivered" else None,
+    )
+
+
+def insert_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Outbox rows of a batch in one INSERT; a row whose dedupe_key is already written (a
+    replay, another clock) is skipped by the database, not raised, on either dialect."""
+    if not rows:
+        return
+    dialects = {"postgresql": postgresql, "sqlite": sqlite}
+    dialect = dialects[session.get_bind().dialect.name]
+    session.execute(dialect.insert(Notification.__table__)
+                    .on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
+
+
+def audit_many(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Audit rows of a batch ({at, actor, action, case_id, detail}) in one INSERT."""
+    if rows:
+        session.execute(insert(AuditEvent.__table__), rows)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import Row, Update, bindparam, insert, select, update
+from sqlalchemy.orm import Session, joinedload, lazyload
 
 from core import labels
 from core.errors import Conflict, Forbidden, PropflowError
@@ -19,7 +19,7 @@ from models.authority import chain_of
 from models.cases import Case, Decision, Escalation, Step
 from models.forms import form_key, validate_form
 from models.org import Staff
-from models.outbox import audit
+from models.outbox import audit, audit_many
 
 log = logging.getLogger(__name__)
 
@@ -125,76 +125,130 @@ def warn_ids(session: Session, now: datetime) -> list[int]:
 
 
 def _load(session: Session, ids: list[int]) -> list[Step]:
-    return list(session.scalars(select(Step).where(Step.id.in_(ids))
-                                .options(selectinload(Step.case)).order_by(Step.id)))
+    """The steps with their cases, in one query: what a step and a case hold besides is read
+    only if asked for, not for every step of the batch."""
+    return list(session.scalars(
+        select(Step).where(Step.id.in_(ids)).order_by(Step.id)
+        .options(joinedload(Step.case).lazyload(Case.steps), lazyload(Step.decision),
+                 lazyload(Step.escalations))))
+
+
+def _claim(session: Session, statement: Update) -> set[int]:
+    """Run a guarded UPDATE of steps; the ids it changed are the ones this clock won."""
+    return set(session.scalars(statement.returning(Step.id)
+                               .execution_options(synchronize_session=False)))
+
+
+def _chain(memo: dict[tuple[str, ...], list[str]], row: Row[Any]) -> list[str]:
+    key = (row.procedure, row.kind, row.priority or "", row.role)
+    if key not in memo:
+        # chain_of reads only these four: a stand-in step carrying them asks it once a group.
+        memo[key] = chain_of(Step(kind=row.kind, role=row.role, case=Case(
+            procedure=row.procedure, priority=row.priority)))
+    return memo[key]
 
 
 def claim_lapses(session: Session, now: datetime, worker: str, ids: list[int]) -> list[Lapse]:
-    """Claim these steps' lapses, each atomically: two clocks never take the same lapse."""
+    """Claim these steps' lapses with a few statements over the batch. Each claim is an UPDATE
+    guarded by the step's status (and level) that returns the ids it changed: of two clocks
+    only one takes a lapse. New windows are worked out in Python, per step's calendar."""
+    if not ids:
+        return []
     policy = get_policy()
     calendar = policy.business_calendar()
-    claimed: list[Lapse] = []
-    for step in _load(session, ids):
-        if step.status != "waiting" or step.due_at > now:
-            continue  # decided, or claimed by another clock, since the snapshot
-        chain = chain_of(step)
-        if step.on_lapse == "expire":
-            won = session.execute(
-                update(Step).where(Step.id == step.id, Step.status == "waiting")
-                .values(status="lapsed", breached=True, decided_at=now)
-                .execution_options(synchronize_session=False)).rowcount
-            if won:
-                audit(session, at=now, actor=worker, action="step_expired",
-                      case_id=step.case_id, step=step.key)
-                claimed.append(Lapse(step.id, step.case_id, step.case.flow_run_id, None))
+    rows = session.execute(
+        select(Step.id, Step.case_id, Step.key, Step.kind, Step.role, Step.level, Step.due_at,
+               Step.calendar, Step.on_lapse, Case.procedure, Case.priority, Case.flow_run_id)
+        .join(Case, Step.case_id == Case.id)
+        .where(Step.id.in_(ids), Step.status == "waiting", Step.due_at <= now)
+        .order_by(Step.id)).all()  # decided, or claimed by another clock, since the snapshot
+    chains: dict[tuple[str, ...], list[str]] = {}
+    expiring: list[int] = []
+    climbing: dict[int, dict[int, tuple[str, datetime]]] = {}  # level: {step: (role, new due)}
+    for row in rows:
+        if row.on_lapse == "expire":
+            expiring.append(row.id)
             continue
-        if step.level >= len(chain):
+        chain = _chain(chains, row)
+        if row.level >= len(chain):
             continue  # the top of the chain already has it; the breach stays recorded
-        role = chain[step.level]
-        new_due = calendar.add(step.due_at, policy.level_window(role, step.case.procedure),
-                               step.calendar)
-        won = session.execute(
-            update(Step).where(Step.id == step.id, Step.level == step.level,
-                               Step.status == "waiting")
-            .values(level=step.level + 1, due_at=new_due, breached=True,
-                    warn_at=None)
-            .execution_options(synchronize_session=False)).rowcount
-        if not won:
-            continue
-        escalation = Escalation(step_id=step.id, level=step.level + 1, to_role=role,
-                                lapsed_at=step.due_at, claimed_at=now, claimed_by=worker)
-        session.add(escalation)
-        session.flush()
-        audit(session, at=now, actor=worker, action="lapsed", case_id=step.case_id,
-              step=step.key, level=step.level + 1, to_role=role)
-        claimed.append(Lapse(step.id, step.case_id, step.case.flow_run_id, step.level + 1,
-                             escalation.id))
-    session.flush()
+        role = chain[row.level]
+        due = calendar.add(row.due_at, policy.level_window(role, row.procedure), row.calendar)
+        climbing.setdefault(row.level, {})[row.id] = (role, due)
+    expired = _claim(session, update(Step).where(
+        Step.id.in_(expiring), Step.status == "waiting").values(
+        status="lapsed", breached=True, decided_at=now)) if expiring else set()
+    reached: dict[int, tuple[int, str]] = {}  # step: (level reached, its role)
+    for level, plan in climbing.items():
+        won = _claim(session, update(Step).where(
+            Step.id.in_(plan), Step.level == level, Step.status == "waiting").values(
+            level=level + 1, breached=True, warn_at=None))
+        reached.update({i: (level + 1, plan[i][0]) for i in won})
+    if reached:  # each step's own new window, in the same transaction as its claim
+        steps = Step.__table__
+        session.execute(steps.update().where(steps.c.id == bindparam("step"))
+                        .values(due_at=bindparam("due")),
+                        [{"step": i, "due": due} for level, plan in climbing.items()
+                         for i, (_, due) in plan.items() if i in reached])
+    lapsed_at = {row.id: row.due_at for row in rows}
+    escalation_ids: dict[int, int] = {}
+    if reached:
+        escalation_ids = dict(session.execute(
+            insert(Escalation.__table__).returning(Escalation.step_id, Escalation.id),
+            [dict(step_id=i, level=level, to_role=role, lapsed_at=lapsed_at[i],
+                  claimed_at=now, claimed_by=worker)
+             for i, (level, role) in sorted(reached.items())]).all())
+    claimed: list[Lapse] = []
+    events: list[dict[str, Any]] = []
+    for row in rows:
+        if row.id in expired:
+            events.append(dict(at=now, actor=worker, action="step_expired", case_id=row.case_id,
+                               detail=dict(step=row.key)))
+            claimed.append(Lapse(row.id, row.case_id, row.flow_run_id, None))
+        elif row.id in reached:
+            level, role = reached[row.id]
+            events.append(dict(at=now, actor=worker, action="lapsed", case_id=row.case_id,
+                               detail=dict(step=row.key, level=level, to_role=role)))
+            claimed.append(Lapse(row.id, row.case_id, row.flow_run_id, level,
+                                 escalation_ids[row.id]))
+    audit_many(session, events)
     return claimed
 
 
 def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int]) -> int:
-    """Tell the assignee once when a step has used its warning share of the window."""
-    lang = get_policy().lang
-    count = 0
-    for step in _load(session, ids):
-        won = session.execute(
-            update(Step).where(Step.id == step.id, Step.warn_at.is_not(None))
-            .values(warn_at=None).execution_options(synchronize_session=False)).rowcount
-        if not won:
-            continue
-        chain = chain_of(step)
-        ctx = notices.step_context(session, step, lang)
-        ctx.update(percent=int(get_policy().warning_threshold * 100),
-                   next_role_label=labels.role(chain[0] if chain else None, lang))
-        to = notices.step_recipients(session, step)
-        notices.tell(session, case=step.case, event="warning",
-                     to=notices.with_first_responder(session, step.case, to),
-                     key=f"step:{step.id}:warning", now=now, **ctx)
-        audit(session, at=now, actor=worker, action="warned", case_id=step.case_id,
-              step=step.key)
-        count += 1
-    return count
+    """Tell the assignee once when a step has used its warning share of the window. The
+    batch is claimed by one UPDATE (clearing warn_at), its messages and audit rows written
+    by one INSERT each; each message is rendered on its own."""
+    if not ids:
+        return 0
+    won = _claim(session, update(Step).where(
+        Step.id.in_(ids), Step.status == "waiting", Step.level == 0,
+        Step.warn_at.is_not(None), Step.warn_at <= now).values(warn_at=None))
+    if not won:
+        return 0
+    policy = get_policy()
+    lang, percent = policy.lang, int(policy.warning_threshold * 100)
+    batch = _load(session, sorted(won))
+    lookups = notices.Lookups(session, batch)
+    chains: dict[tuple[str, ...], list[str]] = {}
+    messages: list[notices.Message] = []
+    events: list[dict[str, Any]] = []
+    for step in batch:
+        key = (step.case.procedure, step.kind, step.case.priority or "", step.role)
+        if key not in chains:
+            chains[key] = chain_of(step)
+        chain = chains[key]
+        ctx = notices.step_context(session, step, lang, policy)
+        ctx.update(percent=percent, next_role_label=labels.role(chain[0] if chain else None, lang))
+        to = notices.step_recipients(session, step, lookups)
+        messages.append(notices.Message(
+            step.case.procedure, "warning", notices.with_first_responder(session, step.case, to),
+            ctx, key=f"step:{step.id}:warning", case_id=step.case_id))
+        events.append(dict(at=now, actor=worker, action="warned", case_id=step.case_id,
+                           detail=dict(step=step.key)))
+    notices.tell_many(session, messages, now=now)
+    audit_many(session, events)
+    return len(batch)
 
 
 def record_escalation(session: Session, escalation: Escalation, now: datetime) -> list[str]:
