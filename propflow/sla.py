@@ -8,7 +8,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from core.clock import now
 from models import steps
@@ -52,11 +52,13 @@ def tick(*, start_pending: bool = True) -> Pass:
     if len(due) + len(warn) > BATCH:
         log.info("SLA pass: %d lapsed, %d warned", len(lapses), result.warned)
     result.lapsed = len(lapses)
+    woken: list[int] = []
     for lapse in lapses:
         if runs.wake(lapse.flow_run_id):
             result.woken += 1
-            if lapse.level is not None:
-                _mark_woken(lapse.escalation_id)
+            if lapse.escalation_id is not None:
+                woken.append(lapse.escalation_id)
+    _mark_all_woken(woken)
     result.redelivered = redeliver()
     if start_pending:
         result.started = start_pending_runs()
@@ -68,6 +70,16 @@ def tick(*, start_pending: bool = True) -> Pass:
 
 def _chunks(ids: list[int]) -> list[list[int]]:
     return [ids[i:i + BATCH] for i in range(0, len(ids), BATCH)]
+
+
+def _mark_all_woken(escalation_ids: list[int]) -> None:
+    """_mark_woken for a pass's lapses, a statement per batch. Should the pass die before
+    this, redeliver wakes those runs once more, and a run reading its record twice is fine."""
+    for chunk in _chunks(escalation_ids):
+        with unit_of_work() as session:
+            session.execute(update(Escalation).where(
+                Escalation.id.in_(chunk), Escalation.delivered_at.is_(None))
+                .values(delivered_at=now()).execution_options(synchronize_session=False))
 
 
 def _mark_woken(escalation_id: int | None) -> None:

@@ -266,3 +266,37 @@ def test_a_pass_finds_due_and_warned_steps_through_an_index(demo, clock):
     assert len(plans) == 2
     assert "USING COVERING INDEX ix_steps_status_due_at" in plans[0]
     assert "USING INDEX ix_steps_status_level_warn_at" in plans[1]
+
+
+def test_a_lapse_whose_run_was_woken_is_not_woken_again(demo, clock, monkeypatch):
+    """The pass wakes each lapsed step's run once and records it (one statement for the
+    batch); the next pass redelivers only to runs it could not wake."""
+    from sqlalchemy import update
+
+    from tasks import runs
+
+    woken: list[str | None] = []
+
+    def wake(run_id: str | None) -> runs.Wake:
+        woken.append(run_id)
+        return runs.Wake(run_id != "run-away")
+
+    monkeypatch.setattr(runs, "wake", wake)
+    technician = _staff(demo, "technician")
+    ids = [_step(_repair(i), "accept#1", "accept", "technician", clock, technician)
+           for i in range(3)]
+    with unit_of_work() as session:
+        for step_id, run_id in zip(ids, ["run-0", "run-1", "run-away"], strict=True):
+            session.execute(update(Case).where(Case.id == session.get(Step, step_id).case_id)
+                            .values(flow_run_id=run_id))
+    clock.advance(timedelta(minutes=45))
+    first = sla.tick(start_pending=False)
+    assert (first.lapsed, first.woken) == (3, 2)
+    assert sorted(woken, key=str) == ["run-0", "run-1", "run-away", "run-away"]  # + redelivery
+    woken.clear()
+    assert sla.tick(start_pending=False).redelivered == 0
+    assert woken == ["run-away"]  # only the run that was never reached
+    with unit_of_work() as session:
+        delivered = {e.step_id: e.delivered_at is not None
+                     for e in session.scalars(select(Escalation))}
+    assert delivered == {ids[0]: True, ids[1]: True, ids[2]: False}
