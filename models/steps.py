@@ -11,12 +11,13 @@ from sqlalchemy import Row, Update, bindparam, insert, select, update
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from core import labels
-from core.errors import Conflict, Forbidden, PropflowError
+from core.errors import Conflict, Forbidden
 from core.policy import get_policy
 from core.roles import LAST_RESORT
 from models import authority, notices
 from models.authority import chain_of
 from models.cases import Case, Decision, Escalation, Step
+from models.db import rowcount
 from models.forms import form_key, validate_form
 from models.org import Staff
 from models.outbox import audit, audit_many
@@ -82,11 +83,11 @@ def decide(
                         "替岗主管或已升级到的层级决定；expected a supervisor's decision",
                         field="reassign_to")
     authority.check_references(session, step, checked)
-    taken = session.execute(
+    taken = rowcount(session.execute(
         update(Step).where(Step.id == step.id, Step.status == "waiting")
         .values(status="decided", decided_at=now, breached=Step.breached | (Step.due_at < now))
         .execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if not taken:
         raise Conflict(f"step {step.id} 刚被他人处理；一个步骤只能决定一次；"
                        "expected a waiting step from `propflow steps list`", field="step")
@@ -161,7 +162,11 @@ def claim_lapses(session: Session, now: datetime, worker: str, ids: list[int]) -
                Step.calendar, Step.on_lapse, Case.procedure, Case.priority, Case.flow_run_id)
         .join(Case, Step.case_id == Case.id)
         .where(Step.id.in_(ids), Step.status == "waiting", Step.due_at <= now)
-        .order_by(Step.id)).all()  # decided, or claimed by another clock, since the snapshot
+        .order_by(Step.id).with_for_update(of=Step, skip_locked=True)).all()
+    # Not the steps decided, or claimed by another clock, since the snapshot. On PostgreSQL
+    # the batch is locked here in id order, and a step another clock holds is skipped (that
+    # clock has it): the claims below then never wait, so two clocks cannot deadlock.
+    # SQLite has one writer at a time: there the guarded UPDATEs are the whole claim.
     chains: dict[tuple[str, ...], list[str]] = {}
     expiring: list[int] = []
     climbing: dict[int, dict[int, tuple[str, datetime]]] = {}  # level: {step: (role, new due)}
@@ -221,9 +226,14 @@ def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int])
     by one INSERT each; each message is rendered on its own."""
     if not ids:
         return 0
-    won = _claim(session, update(Step).where(
-        Step.id.in_(ids), Step.status == "waiting", Step.level == 0,
-        Step.warn_at.is_not(None), Step.warn_at <= now).values(warn_at=None))
+    due = (Step.status == "waiting", Step.level == 0, Step.warn_at.is_not(None),
+           Step.warn_at <= now)
+    # Locked in id order, skipping any another clock holds, as in claim_lapses.
+    mine = list(session.scalars(select(Step.id).where(Step.id.in_(ids), *due)
+                                .order_by(Step.id).with_for_update(skip_locked=True)))
+    if not mine:
+        return 0
+    won = _claim(session, update(Step).where(Step.id.in_(mine), *due).values(warn_at=None))
     if not won:
         return 0
     policy = get_policy()
@@ -326,16 +336,10 @@ def _unstaffed(session: Session, step: Step, escalation: Escalation, told_role: 
 
 
 def cancel(session: Session, step: Step, reason: str, now: datetime) -> None:
-    taken = session.execute(
+    taken = rowcount(session.execute(
         update(Step).where(Step.id == step.id, Step.status == "waiting")
         .values(status="cancelled", decided_at=now).execution_options(synchronize_session=False)
-    ).rowcount
+    ))
     if taken:
         audit(session, at=now, actor="flow", action="step_cancelled", case_id=step.case_id,
               step=step.key, reason=reason)
-
-
-def require_text(value: str, field: str, expected: str) -> str:
-    if not value or not value.strip():
-        raise PropflowError(f"{field}：不能为空；expected {expected}", field=field)
-    return value.strip()

@@ -300,3 +300,34 @@ def test_a_lapse_whose_run_was_woken_is_not_woken_again(demo, clock, monkeypatch
         delivered = {e.step_id: e.delivered_at is not None
                      for e in session.scalars(select(Escalation))}
     assert delivered == {ids[0]: True, ids[1]: True, ids[2]: False}
+
+
+def test_a_clock_skips_the_steps_another_clock_is_claiming(demo, clock, db):
+    """On PostgreSQL clocks run side by side: a second clock passes over the steps the first
+    holds mid-claim instead of waiting on them, and each step is claimed once."""
+    import pytest
+    from sqlalchemy import text
+
+    if not db.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: the second clock waits its turn")
+    technician = _staff(demo, "technician")
+    lapsing = [_step(_repair(i), "accept#1", "accept", "technician", clock, technician)
+               for i in range(3)]
+    clock.advance(timedelta(minutes=12))
+    warning = [_step(_repair(i), "accept#1", "accept", "technician", clock, technician)
+               for i in range(3, 6)]
+    clock.advance(timedelta(minutes=24))  # the first three past due, the others at 80 %
+    at = clock.now()
+    with unit_of_work() as first:
+        due, warn = steps.due_ids(first, at), steps.warn_ids(first, at)
+        assert (due, warn) == (lapsing, warning)
+        taken = steps.claim_lapses(first, at, "clock-1", due)
+        warned = steps.claim_warnings(first, at, "clock-1", warn)
+        with unit_of_work() as second:
+            second.execute(text("SET LOCAL lock_timeout = '5s'"))  # a wait fails, not hangs
+            assert steps.claim_lapses(second, at, "clock-2", due) == []
+            assert steps.claim_warnings(second, at, "clock-2", warn) == 0
+    assert [lapse.step_id for lapse in taken] == lapsing and warned == 3
+    assert sla.tick(start_pending=False).lapsed == 0  # and nothing left for a later pass
+    with unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(Escalation)) == 3
