@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from core.errors import PropflowError
 from core.settings import get_settings
@@ -20,6 +20,13 @@ from core.workdays import parse_window
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+@runtime_checkable
+class MovableClock(Clock, Protocol):
+    """A clock that moves by command (training, tests); the real one never does."""
+
+    def advance(self, delta: timedelta) -> datetime: ...
 
 
 class SystemClock:
@@ -84,7 +91,7 @@ def now() -> datetime:
 
 def advance(text: str) -> datetime:
     clock = get_clock()
-    if not hasattr(clock, "advance") or isinstance(clock, SystemClock):
+    if not isinstance(clock, MovableClock):
         raise PropflowError(
             "PROPFLOW_MODE：正常模式下时钟是真实时间，不能拨动；expected PROPFLOW_MODE=training",
             field="PROPFLOW_MODE", code="forbidden",
@@ -98,7 +105,7 @@ def advance(text: str) -> datetime:
         raise PropflowError(f"delta：一次最多拨动 {MAX_ADVANCE.days} 天；expected a duration "
                             f"of at most {MAX_ADVANCE.days}d", field="delta")
     try:
-        return clock.advance(delta)  # type: ignore[union-attr]
+        return clock.advance(delta)
     except OverflowError:  # past the year 9999, step by step
         raise PropflowError("delta：模拟时钟已到尽头；expected a fresh training database",
                             field="delta") from None

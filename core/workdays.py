@@ -83,7 +83,7 @@ class BusinessCalendar:
         if d in self.extra_workdays:
             return True
         try:
-            return chinese_calendar.is_workday(d)
+            return bool(chinese_calendar.is_workday(d))
         except NotImplementedError:
             # The library only ships years the State Council has already announced; a
             # deadline must still be computed, so degrade to Mon–Fri and say so loudly.

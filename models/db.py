@@ -10,8 +10,19 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, ClassVar
 
-from sqlalchemy import DateTime, create_engine, event, inspect, make_url, text
+from sqlalchemy import (
+    CursorResult,
+    DateTime,
+    Result,
+    Table,
+    create_engine,
+    event,
+    inspect,
+    make_url,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -45,7 +56,9 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    pass
+    # Each of our classes maps one table (SQLAlchemy allows any selectable, so it says
+    # FromClause): bulk statements over the batch are written against it.
+    __table__: ClassVar[Table]
 
 
 _engines: dict[str, Engine] = {}
@@ -163,9 +176,17 @@ def unit_of_work(url: str | None = None, *, write: bool = True) -> Iterator[Sess
 
 
 def _holding() -> set[str]:
-    if not hasattr(_held, "urls"):
-        _held.urls = set()
-    return _held.urls
+    urls: set[str] | None = getattr(_held, "urls", None)
+    if urls is None:
+        urls = _held.urls = set()
+    return urls
+
+
+def rowcount(result: Result[*tuple[Any, ...]]) -> int:
+    """The rows a guarded UPDATE or DELETE changed: how a claim knows it won. Session.execute
+    is typed as returning any Result; for those statements it is a CursorResult."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def _begin(url: str, bind: Engine) -> Session:

@@ -6,8 +6,9 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound, PropflowError
+from core.roles import ROLES
 from models.cases import Case, Step
-from models.org import ROLES, Community, Staff, StaffRole, Unit
+from models.org import Community, Staff, StaffRole, Unit
 
 
 def _pk(value: int | str) -> int | None:

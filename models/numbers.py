@@ -10,16 +10,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from models.cases import CaseCounter
+from models.db import rowcount
 
 
 def next_number(session: Session, prefix: str, now: datetime, tz: str) -> str:
     day = now.astimezone(ZoneInfo(tz)).strftime("%Y%m%d")
     key = f"{prefix}-{day}"
     for _ in range(5):
-        bumped = session.execute(
+        bumped = rowcount(session.execute(
             update(CaseCounter).where(CaseCounter.prefix == key)
             .values(last=CaseCounter.last + 1).execution_options(synchronize_session=False)
-        ).rowcount
+        ))
         if bumped:
             last = session.scalar(select(CaseCounter.last).where(CaseCounter.prefix == key))
             return f"{key}-{last:04d}"

@@ -7,8 +7,6 @@ from datetime import date
 from sqlalchemy import Boolean, Date, ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-# The vocabulary lives where the policy check can read it without the models.
-from core.roles import ROLES  # noqa: F401
 from models.db import Base
 
 

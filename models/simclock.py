@@ -11,7 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import select
 
 from core import clock as core_clock
-from core.clock import Clock, SystemClock, get_clock
+from core.clock import Clock, MovableClock, get_clock
 from core.errors import NotFound, PropflowError
 from core.policy import get_policy
 from models.cases import SimClock, Step
@@ -81,7 +81,7 @@ def advance_to_next_due() -> tuple[datetime, int]:
     step, so the next SLA pass lapses it whatever hour the walkthrough is at. Returns the new
     time and the step's id."""
     clock = get_clock()
-    if isinstance(clock, SystemClock) or not hasattr(clock, "advance"):
+    if not isinstance(clock, MovableClock):
         raise PropflowError(
             "PROPFLOW_MODE：正常模式下时钟是真实时间，不能拨动；expected PROPFLOW_MODE=training",
             field="PROPFLOW_MODE", code="forbidden",
@@ -94,5 +94,5 @@ def advance_to_next_due() -> tuple[datetime, int]:
     if nearest is None:
         raise NotFound("to-next-due：没有尚未到期的待处理步骤；expected a waiting step "
                        "(`propflow steps list`), or a duration such as 1h", field="to-next-due")
-    moved = clock.advance(nearest.due_at - at + timedelta(seconds=1))  # type: ignore[union-attr]
+    moved = clock.advance(nearest.due_at - at + timedelta(seconds=1))
     return moved, nearest.id

@@ -113,6 +113,7 @@ class EmailChannel:
         # smtplib's default TLS context skips certificate checks; insist on verification.
         context = ssl.create_default_context() if self.ssl or self.starttls else None
         try:
+            smtp: smtplib.SMTP
             if self.ssl:
                 smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
                                         context=context)

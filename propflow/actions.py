@@ -13,12 +13,13 @@ from core import labels
 from core.clock import now
 from core.errors import Forbidden
 from core.policy import get_policy
+from core.roles import ROLES
 from core.settings import get_settings
 from models import complaint, directory, emergency, lifecycle, limits, notices, repair, steps
 from models.authority import chain_of, check_decider, rule_allowing
 from models.cases import Case, Step
 from models.db import unit_of_work
-from models.org import ROLES, Staff, StaffRole, Unit
+from models.org import Staff, StaffRole, Unit
 from models.outbox import AuditEvent, Notification
 from tasks import runs
 

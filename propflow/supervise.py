@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -29,7 +30,7 @@ from core.clock import now
 from core.policy import get_policy
 from models import notices
 from models.cases import Case, Decision, Escalation, Step
-from models.db import unit_of_work
+from models.db import rowcount, unit_of_work
 from models.outbox import audit
 from tasks import runs
 
@@ -159,7 +160,7 @@ def _unread_since(session: Any, cutoff: datetime) -> set[int]:
     return set(session.scalars(decisions)) | set(session.scalars(escalations))
 
 
-def _read_runs(cases: list[Any]) -> dict[str, Seen]:
+def _read_runs(cases: Sequence[Any]) -> dict[str, Seen]:
     """Where each case's run stands. Most runs of open cases wait for a person: Prefect is
     asked only for the runs that are not waiting, plus those whose last seen state was not
     a wait, so a pass over thousands of waiting cases returns next to nothing."""
@@ -197,7 +198,9 @@ def _query(run_ids: list[str], state: Any) -> dict[str, Seen]:
                     sort=FlowRunSort.ID_DESC, limit=PAGE, offset=offset)
                 for run in page:
                     if run.state is not None:
-                        out[str(run.id)] = Seen(str(run.state.id), run.state.name,
+                        # Prefect names a state after its type when given no name.
+                        name = run.state.name or run.state.type.value.title()
+                        out[str(run.id)] = Seen(str(run.state.id), name,
                                                 run.state.type.value,
                                                 run.deployment_id is not None)
                 if len(page) < PAGE:
@@ -219,12 +222,12 @@ def _restart(case: Any, run: Seen, at: datetime, worker: str, why: str) -> bool:
     policy = get_policy().supervision
     attempt = case.run_restarts + 1
     with unit_of_work() as session:
-        won = session.execute(
+        won = rowcount(session.execute(
             update(Case).where(Case.id == case.id, Case.flow_run_id == case.flow_run_id,
                                Case.run_restarts == case.run_restarts, Case.status != "closed")
             .values(run_restarts=attempt,
                     run_retry_at=at + policy.backoff * 2 ** case.run_restarts)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)))
     if not won:
         return False
     if run.type not in DEAD:
@@ -261,10 +264,10 @@ def _cancel(flow_run_id: str) -> None:
 
 def _mark_stuck(case: Any, run: Seen, at: datetime, worker: str, why: str) -> int:
     with unit_of_work() as session:
-        won = session.execute(
+        won = rowcount(session.execute(
             update(Case).where(Case.id == case.id, Case.status.not_in(("closed", "stuck")))
             .values(status="stuck", run_state=run.name)
-            .execution_options(synchronize_session=False)).rowcount
+            .execution_options(synchronize_session=False)))
         if not won:
             return 0
         row = session.get(Case, case.id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect.runtime import flow_run
+from sqlalchemy.orm import Session
 
 from core.clock import now
 from models import broadcast, lifecycle, notices
@@ -13,7 +14,7 @@ from models.db import unit_of_work
 from tasks.retries import db_task
 
 
-def load(session: Any, case_id: int) -> Case:
+def load(session: Session, case_id: int) -> Case:
     case = session.get(Case, case_id)
     assert case is not None, f"case {case_id} missing"
     return case
