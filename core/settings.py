@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     pause_poll_seconds: float = 2.0
     sla_interval_seconds: float = 5.0
     outbox_interval_seconds: float = 3.0
+    # false: `propflow serve` runs no case itself (a work pool's workers run them from
+    # prefect.yaml); it keeps the SLA clock, run supervision and delivery.
+    serve_runs: bool = True
 
     @property
     def db_url(self) -> str:

@@ -51,6 +51,21 @@ def run() -> None:
     log.info("SLA clock every %ss, delivery every %ss", settings.sla_interval_seconds,
              settings.outbox_interval_seconds)
     try:
-        serve(*deployments(), limit=50)
+        if settings.serve_runs:
+            serve(*deployments(), limit=50)
+        else:
+            _keep_time_only()
     finally:
         scheduler.shutdown(wait=False)
+
+
+def _keep_time_only() -> None:
+    """PROPFLOW_SERVE_RUNS=false: the case runs belong to a work pool's workers, started
+    from the deployments of prefect.yaml. Serving deployments of the same names here would
+    overwrite them and take their runs away from the pool, so none is created."""
+    import threading
+
+    print("propflow serve：只运行时限时钟、运行监督和通知投递，流程由工作池的 worker 运行 "
+          "(SLA clock, supervision and delivery only; a work pool's workers run the cases)",
+          flush=True)
+    threading.Event().wait()
