@@ -8,7 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from models.db import Base, UTCDateTime
+from core.vocabulary import CaseStatus, StepStatus
+from models.db import Base, UTCDateTime, words
 
 
 class Case(Base):
@@ -18,7 +19,7 @@ class Case(Base):
     procedure: Mapped[str] = mapped_column(String(40))
     community_id: Mapped[int] = mapped_column(ForeignKey("communities.id"))
     unit_id: Mapped[int | None] = mapped_column(ForeignKey("units.id"), nullable=True)
-    status: Mapped[str] = mapped_column(String(30), default="open")
+    status: Mapped[CaseStatus] = mapped_column(words(CaseStatus, 30), default=CaseStatus.OPEN)
     category: Mapped[str | None] = mapped_column(String(40), nullable=True)
     priority: Mapped[str | None] = mapped_column(String(10), nullable=True)
     paid: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -60,7 +61,8 @@ class Step(Base):
     kind: Mapped[str] = mapped_column(String(40))
     role: Mapped[str] = mapped_column(String(40))  # "owner" for the resident's own steps
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), nullable=True)
-    status: Mapped[str] = mapped_column(String(20), default="waiting", index=True)
+    status: Mapped[StepStatus] = mapped_column(words(StepStatus, 20), default=StepStatus.WAITING,
+                                               index=True)
     calendar: Mapped[str] = mapped_column(String(20), default="business")
     window_seconds: Mapped[int] = mapped_column(Integer)
     on_lapse: Mapped[str] = mapped_column(String(20), default="escalate")  # or "expire"

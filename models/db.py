@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ from sqlalchemy import (
     make_url,
     text,
 )
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -53,6 +55,14 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def words(vocabulary: type[StrEnum], length: int) -> SAEnum:
+    """A column of one of core.vocabulary's words: stored as the plain string (VARCHAR, no
+    database enum or constraint, so the schema is unchanged), read back as the member; a
+    string that is not one of them is refused before it reaches the database."""
+    return SAEnum(vocabulary, native_enum=False, create_constraint=False, length=length,
+                  validate_strings=True, values_callable=lambda members: [m.value for m in members])
 
 
 class Base(DeclarativeBase):

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound, PropflowError
 from core.roles import ROLES
+from core.vocabulary import Role, StepStatus
 from models.cases import Case, Step
 from models.org import Community, Staff, StaffRole, Unit
 
@@ -55,7 +56,7 @@ def community(session: Session, code: str) -> Community:
 
 def role(value: str, field: str = "role") -> str:
     """A role a step can wait on: a staff role, or the owner (recorded by the front desk)."""
-    known = [*ROLES, "owner"]
+    known = [*ROLES, Role.OWNER.value]
     if value not in known:
         raise PropflowError(f"{field}：没有角色 {value!r}；expected one of {known}", field=field)
     return value
@@ -96,5 +97,5 @@ def step(session: Session, step_id: int | str) -> Step:
 def open_load(session: Session, staff_id: int) -> int:
     """How many waiting steps a person holds: the load dispatch balances."""
     return len(list(session.scalars(
-        select(Step.id).where(Step.assignee_id == staff_id, Step.status == "waiting")
+        select(Step.id).where(Step.assignee_id == staff_id, Step.status == StepStatus.WAITING)
     )))

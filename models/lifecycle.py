@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from core import labels
 from core.policy import get_policy
+from core.vocabulary import CaseStatus
 from models import notices
 from models.cases import Case, CaseLink
 from models.outbox import audit
@@ -38,9 +39,9 @@ def links_of(session: Session, case: Case) -> list[dict[str, str]]:
 
 
 def close(session: Session, case: Case, outcome: str, now: datetime) -> None:
-    if case.status == "closed":
+    if case.status == CaseStatus.CLOSED:
         return
-    case.status, case.outcome, case.closed_at = "closed", outcome, now
+    case.status, case.outcome, case.closed_at = CaseStatus.CLOSED, outcome, now
     audit(session, at=now, actor="flow", action="case_closed", case_id=case.id, outcome=outcome)
     if case.procedure == "emergency":
         return  # residents were told by broadcast when it was resolved

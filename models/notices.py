@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core import labels
 from core.policy import Policy, get_policy
+from core.vocabulary import Role
 from models.cases import Case, Step
 from models.directory import people_in_role
 from models.org import Staff, Unit
@@ -135,7 +136,7 @@ def step_recipients(session: Session, step: Step,
     if step.assignee_id:
         person = session.get(Staff, step.assignee_id)
         return [staff_recipient(person)] if person else []
-    if step.role == "owner":
+    if step.role == Role.OWNER:
         return [owner_recipient(step.case)]
     if lookups:
         return lookups.role_recipients(session, step.case, step.role)

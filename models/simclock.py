@@ -14,6 +14,7 @@ from core import clock as core_clock
 from core.clock import Clock, MovableClock, get_clock
 from core.errors import NotFound, PropflowError
 from core.policy import get_policy
+from core.vocabulary import StepStatus
 from models.cases import SimClock, Step
 from models.db import unit_of_work
 
@@ -89,7 +90,7 @@ def advance_to_next_due() -> tuple[datetime, int]:
     at = clock.now()
     with unit_of_work(write=False) as session:
         nearest = session.execute(
-            select(Step.id, Step.due_at).where(Step.status == "waiting", Step.due_at > at)
+            select(Step.id, Step.due_at).where(Step.status == StepStatus.WAITING, Step.due_at > at)
             .order_by(Step.due_at, Step.id).limit(1)).first()
     if nearest is None:
         raise NotFound("to-next-due：没有尚未到期的待处理步骤；expected a waiting step "

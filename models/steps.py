@@ -14,13 +14,14 @@ from core import labels
 from core.errors import Conflict, Forbidden
 from core.policy import get_policy
 from core.roles import LAST_RESORT
+from core.vocabulary import Role, StepStatus
 from models import authority, notices
 from models.authority import chain_of
 from models.cases import Case, Decision, Escalation, Step
 from models.db import rowcount
 from models.forms import form_key, validate_form
 from models.org import Staff
-from models.outbox import audit, audit_many
+from models.outbox import Message, Recipient, audit, audit_many
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ def decide(
     comment: str = "", channel: str = "cli", override: bool = False,
 ) -> Decision:
     """Store a decision; the run is resumed after this commits."""
-    if step.status != "waiting":
+    if step.status != StepStatus.WAITING:
         by = step.decision.decided_by if step.decision else None
         raise Conflict(f"step {step.id}（{step.kind}）已处理 (status {step.status}"
                        f"{f', by staff {by}' if by else ''})；一个步骤只能决定一次；"
@@ -84,8 +85,9 @@ def decide(
                         field="reassign_to")
     authority.check_references(session, step, checked)
     taken = rowcount(session.execute(
-        update(Step).where(Step.id == step.id, Step.status == "waiting")
-        .values(status="decided", decided_at=now, breached=Step.breached | (Step.due_at < now))
+        update(Step).where(Step.id == step.id, Step.status == StepStatus.WAITING)
+        .values(status=StepStatus.DECIDED, decided_at=now,
+                breached=Step.breached | (Step.due_at < now))
         .execution_options(synchronize_session=False)
     ))
     if not taken:
@@ -94,7 +96,7 @@ def decide(
     decision = Decision(
         step_id=step.id, decided_by=person.id, channel=channel, values=checked,
         comment=comment, override=override, created_at=now,
-        on_behalf_of_owner=step.role == "owner",
+        on_behalf_of_owner=step.role == Role.OWNER,
     )
     session.add(decision)
     audit(session, at=now, actor=f"staff:{person.id}", action="decided", case_id=step.case_id,
@@ -116,12 +118,12 @@ class Lapse:
 def due_ids(session: Session, now: datetime) -> list[int]:
     """Steps past due now, most overdue first: the snapshot one SLA pass works through."""
     return list(session.scalars(select(Step.id).where(
-        Step.status == "waiting", Step.due_at <= now).order_by(Step.due_at, Step.id)))
+        Step.status == StepStatus.WAITING, Step.due_at <= now).order_by(Step.due_at, Step.id)))
 
 
 def warn_ids(session: Session, now: datetime) -> list[int]:
     return list(session.scalars(select(Step.id).where(
-        Step.status == "waiting", Step.level == 0, Step.warn_at.is_not(None),
+        Step.status == StepStatus.WAITING, Step.level == 0, Step.warn_at.is_not(None),
         Step.warn_at <= now, Step.due_at > now).order_by(Step.warn_at, Step.id)))
 
 
@@ -140,7 +142,7 @@ def _claim(session: Session, statement: Update) -> set[int]:
                                .execution_options(synchronize_session=False)))
 
 
-def _chain(memo: dict[tuple[str, ...], list[str]], row: Row[Any]) -> list[str]:
+def _chain(memo: dict[tuple[str, ...], list[str]], row: Row[*tuple[Any, ...]]) -> list[str]:
     key = (row.procedure, row.kind, row.priority or "", row.role)
     if key not in memo:
         # chain_of reads only these four: a stand-in step carrying them asks it once a group.
@@ -161,7 +163,7 @@ def claim_lapses(session: Session, now: datetime, worker: str, ids: list[int]) -
         select(Step.id, Step.case_id, Step.key, Step.kind, Step.role, Step.level, Step.due_at,
                Step.calendar, Step.on_lapse, Case.procedure, Case.priority, Case.flow_run_id)
         .join(Case, Step.case_id == Case.id)
-        .where(Step.id.in_(ids), Step.status == "waiting", Step.due_at <= now)
+        .where(Step.id.in_(ids), Step.status == StepStatus.WAITING, Step.due_at <= now)
         .order_by(Step.id).with_for_update(of=Step, skip_locked=True)).all()
     # Not the steps decided, or claimed by another clock, since the snapshot. On PostgreSQL
     # the batch is locked here in id order, and a step another clock holds is skipped (that
@@ -181,12 +183,12 @@ def claim_lapses(session: Session, now: datetime, worker: str, ids: list[int]) -
         due = calendar.add(row.due_at, policy.level_window(role, row.procedure), row.calendar)
         climbing.setdefault(row.level, {})[row.id] = (role, due)
     expired = _claim(session, update(Step).where(
-        Step.id.in_(expiring), Step.status == "waiting").values(
-        status="lapsed", breached=True, decided_at=now)) if expiring else set()
+        Step.id.in_(expiring), Step.status == StepStatus.WAITING).values(
+        status=StepStatus.LAPSED, breached=True, decided_at=now)) if expiring else set()
     reached: dict[int, tuple[int, str]] = {}  # step: (level reached, its role)
     for level, plan in climbing.items():
         won = _claim(session, update(Step).where(
-            Step.id.in_(plan), Step.level == level, Step.status == "waiting").values(
+            Step.id.in_(plan), Step.level == level, Step.status == StepStatus.WAITING).values(
             level=level + 1, breached=True, warn_at=None))
         reached.update({i: (level + 1, plan[i][0]) for i in won})
     if reached:  # each step's own new window, in the same transaction as its claim
@@ -226,7 +228,7 @@ def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int])
     by one INSERT each; each message is rendered on its own."""
     if not ids:
         return 0
-    due = (Step.status == "waiting", Step.level == 0, Step.warn_at.is_not(None),
+    due = (Step.status == StepStatus.WAITING, Step.level == 0, Step.warn_at.is_not(None),
            Step.warn_at <= now)
     # Locked in id order, skipping any another clock holds, as in claim_lapses.
     mine = list(session.scalars(select(Step.id).where(Step.id.in_(ids), *due)
@@ -241,7 +243,7 @@ def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int])
     batch = _load(session, sorted(won))
     lookups = notices.Lookups(session, batch)
     chains: dict[tuple[str, ...], list[str]] = {}
-    messages: list[notices.Message] = []
+    messages: list[Message] = []
     events: list[dict[str, Any]] = []
     for step in batch:
         key = (step.case.procedure, step.kind, step.case.priority or "", step.role)
@@ -251,7 +253,7 @@ def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int])
         ctx = notices.step_context(session, step, lang, policy)
         ctx.update(percent=percent, next_role_label=labels.role(chain[0] if chain else None, lang))
         to = notices.step_recipients(session, step, lookups)
-        messages.append(notices.Message(
+        messages.append(Message(
             step.case.procedure, "warning", notices.with_first_responder(session, step.case, to),
             ctx, key=f"step:{step.id}:warning", case_id=step.case_id))
         events.append(dict(at=now, actor=worker, action="warned", case_id=step.case_id,
@@ -300,7 +302,7 @@ def record_escalation(session: Session, escalation: Escalation, now: datetime) -
 
 
 def _staffed_level(session: Session, step: Step, chain: list[str],
-                   escalation: Escalation) -> tuple[str, int, list[notices.Recipient]]:
+                   escalation: Escalation) -> tuple[str, int, list[Recipient]]:
     """The first level above a vacant one that has someone: (role, level, recipients)."""
     above = [(chain[i], i + 1) for i in range(escalation.level, len(chain))]
     if LAST_RESORT not in chain[escalation.level - 1:]:
@@ -331,14 +333,15 @@ def _unstaffed(session: Session, step: Step, escalation: Escalation, told_role: 
             escalation.lapsed_at, policy.level_window(told_role, case.procedure), step.calendar)
         session.execute(
             update(Step).where(Step.id == step.id, Step.level == escalation.level,
-                               Step.status == "waiting")
+                               Step.status == StepStatus.WAITING)
             .values(level=level, due_at=due).execution_options(synchronize_session=False))
 
 
 def cancel(session: Session, step: Step, reason: str, now: datetime) -> None:
     taken = rowcount(session.execute(
-        update(Step).where(Step.id == step.id, Step.status == "waiting")
-        .values(status="cancelled", decided_at=now).execution_options(synchronize_session=False)
+        update(Step).where(Step.id == step.id, Step.status == StepStatus.WAITING)
+        .values(status=StepStatus.CANCELLED, decided_at=now)
+        .execution_options(synchronize_session=False)
     ))
     if taken:
         audit(session, at=now, actor="flow", action="step_cancelled", case_id=step.case_id,

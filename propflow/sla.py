@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import select, update
 
 from core.clock import now
+from core.vocabulary import CaseStatus
 from models import steps
 from models.cases import Case, Decision, Escalation, Step
 from models.db import unit_of_work
@@ -121,7 +122,7 @@ def start_pending_runs(worker: str = WORKER) -> int:
     at = now()
     with unit_of_work(write=False) as session:
         pending = session.scalars(select(Case.id).where(
-            Case.status == "open", runs.claimable(worker, at)).order_by(Case.id)).all()
+            Case.status == CaseStatus.OPEN, runs.claimable(worker, at)).order_by(Case.id)).all()
     return sum(1 for case_id in pending if runs.start_pending(case_id, worker))
 
 

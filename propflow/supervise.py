@@ -28,6 +28,7 @@ from sqlalchemy import select, update
 
 from core.clock import now
 from core.policy import get_policy
+from core.vocabulary import CaseStatus, Role, StepStatus
 from models import notices
 from models.cases import Case, Decision, Escalation, Step
 from models.db import rowcount, unit_of_work
@@ -84,7 +85,7 @@ def check(worker: str = "supervise") -> Result:
         cases = session.execute(select(
             Case.id, Case.number, Case.procedure, Case.status, Case.flow_run_id, Case.run_state,
             Case.run_restarts, Case.run_checked_at, Case.run_retry_at,
-        ).where(Case.status != "closed", Case.flow_run_id.is_not(None))).all()
+        ).where(Case.status != CaseStatus.CLOSED, Case.flow_run_id.is_not(None))).all()
         overdue = _unread_since(session, cutoff) if cases else set()
     for gone in set(_watch) - {c.id for c in cases}:
         del _watch[gone]
@@ -114,10 +115,10 @@ def check(worker: str = "supervise") -> Result:
             since = at  # a new state: its time starts now
             changes.append({"id": case.id, "run_state": run.name, "run_checked_at": at})
         if run.type in WAITING and not unread:
-            if case.run_restarts or case.run_retry_at or case.status == "stuck":
+            if case.run_restarts or case.run_retry_at or case.status == CaseStatus.STUCK:
                 recovered.append(case.id)
             continue
-        if case.status == "stuck" or run.type == "COMPLETED":
+        if case.status == CaseStatus.STUCK or run.type == "COMPLETED":
             continue  # company_cs was told; a person takes it from here
         if run.type in DEAD:
             why = f"run {run.name}"
@@ -156,7 +157,7 @@ def _unread_since(session: Any, cutoff: datetime) -> set[int]:
     # A lapse of a step that is no longer waiting has nobody left to tell.
     escalations = select(Step.case_id).join(Escalation, Escalation.step_id == Step.id).where(
         Escalation.handled_at.is_(None), Escalation.claimed_at <= cutoff,
-        Step.status == "waiting")
+        Step.status == StepStatus.WAITING)
     return set(session.scalars(decisions)) | set(session.scalars(escalations))
 
 
@@ -224,7 +225,8 @@ def _restart(case: Any, run: Seen, at: datetime, worker: str, why: str) -> bool:
     with unit_of_work() as session:
         won = rowcount(session.execute(
             update(Case).where(Case.id == case.id, Case.flow_run_id == case.flow_run_id,
-                               Case.run_restarts == case.run_restarts, Case.status != "closed")
+                               Case.run_restarts == case.run_restarts,
+                               Case.status != CaseStatus.CLOSED)
             .values(run_restarts=attempt,
                     run_retry_at=at + policy.backoff * 2 ** case.run_restarts)
             .execution_options(synchronize_session=False)))
@@ -265,8 +267,9 @@ def _cancel(flow_run_id: str) -> None:
 def _mark_stuck(case: Any, run: Seen, at: datetime, worker: str, why: str) -> int:
     with unit_of_work() as session:
         won = rowcount(session.execute(
-            update(Case).where(Case.id == case.id, Case.status.not_in(("closed", "stuck")))
-            .values(status="stuck", run_state=run.name)
+            update(Case).where(Case.id == case.id,
+                               Case.status.not_in((CaseStatus.CLOSED, CaseStatus.STUCK)))
+            .values(status=CaseStatus.STUCK, run_state=run.name)
             .execution_options(synchronize_session=False)))
         if not won:
             return 0
@@ -275,7 +278,7 @@ def _mark_stuck(case: Any, run: Seen, at: datetime, worker: str, why: str) -> in
         audit(session, at=at, actor=worker, action="run_stuck", case_id=case.id, reason=why,
               state=run.name, run=case.flow_run_id, restarts=case.run_restarts)
         notices.tell(session, case=row, event="run_stuck",
-                     to=notices.role_recipients(session, row, "company_cs"),
+                     to=notices.role_recipients(session, row, Role.COMPANY_CS),
                      key=f"case:{case.id}:run_stuck:{case.flow_run_id}", now=at,
                      run_state=run.name, restarts=case.run_restarts,
                      flow_run_id=case.flow_run_id)
@@ -289,8 +292,8 @@ def _recover(session: Any, case_id: int, at: datetime, worker: str) -> None:
     row = session.get(Case, case_id)
     if row is None:
         return
-    if row.status == "stuck":
-        row.status = "in_progress"
+    if row.status == CaseStatus.STUCK:
+        row.status = CaseStatus.IN_PROGRESS
         audit(session, at=at, actor=worker, action="run_recovered", case_id=case_id,
               state=row.run_state)
     row.run_restarts, row.run_retry_at = 0, None

@@ -8,6 +8,7 @@ from prefect.runtime import flow_run
 from sqlalchemy.orm import Session
 
 from core.clock import now
+from core.vocabulary import CaseStatus
 from models import broadcast, lifecycle, notices
 from models.cases import Case
 from models.db import unit_of_work
@@ -28,8 +29,8 @@ def intake(case_id: int) -> dict[str, Any]:
         run_id = flow_run.get_id()
         if run_id and case.flow_run_id != run_id:
             case.flow_run_id = run_id
-        if case.status == "open":
-            case.status = "in_progress"
+        if case.status == CaseStatus.OPEN:
+            case.status = CaseStatus.IN_PROGRESS
         return {"number": case.number, "priority": case.priority, "paid": case.paid,
                 "category": case.category, "assignee_id": case.assignee_id,
                 "status": case.status, **case.data}

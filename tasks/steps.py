@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from core.clock import now
 from core.errors import PropflowError
+from core.vocabulary import StepStatus
 from models import directory, steps
 from models.cases import Case, Escalation
 from models.db import unit_of_work
@@ -90,7 +91,7 @@ def record_ui_decision(step_id: int, answer: dict[str, Any]) -> bool:
     try:
         with unit_of_work() as session:
             step = directory.step(session, step_id)
-            if step.status != "waiting":
+            if step.status != StepStatus.WAITING:
                 return False
             if answer.get("as_staff") is None:
                 raise PropflowError("as_staff：请填写您的员工编号；expected a staff id",
