@@ -127,13 +127,17 @@ class Bench:
             data["by_role"].setdefault(person["role"], person["id"])
         return data
 
-    def serve(self, poll: float) -> subprocess.Popen:
-        """`propflow serve` as in production, with the runner polling every `poll` seconds."""
+    def serve(self, poll: float, executor: str = "threads") -> subprocess.Popen:
+        """`propflow serve` as in production. executor "threads" (the default) runs case runs
+        in the service, polling Prefect every `poll` seconds; "processes" is Prefect's
+        Runner, a new interpreter per run, polling every `poll` seconds too."""
         from prefect.client.orchestration import get_client
 
         log = self.tmp / "serve.log"
+        polls = {"PROPFLOW_RUN_POLL_SECONDS": str(poll)} if executor == "threads" else {
+            "PREFECT_RUNNER_POLL_FREQUENCY": str(max(1, round(poll)))}  # whole seconds
         proc = self.spawn([PY, "-m", "propflow.cli", "serve"], "serve.log",
-                          PREFECT_RUNNER_POLL_FREQUENCY=str(poll), PREFECT_LOGGING_LEVEL="INFO")
+                          PROPFLOW_EXECUTOR=executor, PREFECT_LOGGING_LEVEL="INFO", **polls)
 
         def served() -> bool:
             if proc.poll() is not None:
@@ -146,7 +150,7 @@ class Bench:
             return "polling for scheduled runs" in log.read_text(errors="replace")
         t0 = time.monotonic()
         until("propflow serve to serve its deployment", served, timeout=120, every=0.5)
-        print(f"propflow serve (pid {proc.pid}, runner poll {poll}s) ready after "
+        print(f"propflow serve (pid {proc.pid}, executor {executor}, poll {poll}s) ready after "
               f"{time.monotonic() - t0:.1f}s")
         return proc
 

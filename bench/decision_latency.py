@@ -89,10 +89,12 @@ def task_runs_since(run_id: str, since: datetime) -> int:
     """Task runs the run created after `since`: what its UI shows for that resume."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
 
-    with get_client(sync_client=True) as client:
+    with get_client(sync_client=True) as client:  # without a sort: 422 on Prefect 3.8.8
         found = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)])), limit=200)
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(run_id)])),
+            sort=TaskRunSort.ID_DESC, limit=200)
     return sum(1 for t in found if t.created and t.created >= since)
 
 
@@ -204,11 +206,12 @@ with Bench("decision", args.pg) as bench:
         time.sleep(3)
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+        from prefect.client.schemas.sorting import TaskRunSort
 
         with get_client(sync_client=True) as client:
             total = [len(client.read_task_runs(flow_run_filter=FlowRunFilter(
-                id=FlowRunFilterId(any_=[UUID(c["flow_run_id"])])), limit=200))
-                for c in deep]
+                id=FlowRunFilterId(any_=[UUID(c["flow_run_id"])])), sort=TaskRunSort.ID_DESC,
+                limit=200)) for c in deep]
         print(f"  task runs per deep case after 30 steps (31 executions): median "
               f"{statistics.median(total):g} (200 is the most this counts)")
     os.killpg(serve.pid, signal.SIGKILL)  # in-process runs below need no service

@@ -3,8 +3,10 @@
 Starts `propflow serve`, measures its process tree (serve + descendants) at idle, opens N repair
 cases, waits until every accept#1 step is waiting and every flow run is Suspended, then
 measures the tree again. The peak while the runs were starting is sampled every 0.25 s.
+`--executor threads` (the default) runs the cases inside the service; `processes` is Prefect's
+Runner, a new interpreter per run.
 
-    .venv/bin/python bench/waiting_cases.py [--cases 200] [--poll 2] [--pg]
+    .venv/bin/python bench/waiting_cases.py [--cases 200] [--executor threads] [--poll S] [--pg]
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from common import Bench, flow_run_states, tree, until
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--cases", type=int, default=200)
-parser.add_argument("--poll", type=float, default=2.0, help="PREFECT_RUNNER_POLL_FREQUENCY")
+parser.add_argument("--executor", choices=("threads", "processes"), default="threads",
+                    help="PROPFLOW_EXECUTOR of propflow serve")
+parser.add_argument("--poll", type=float, default=None,
+                    help="PROPFLOW_RUN_POLL_SECONDS / PREFECT_RUNNER_POLL_FREQUENCY; default "
+                         "as in production: 0.5 (threads), 2 (processes)")
 parser.add_argument("--pg", action="store_true")
 args = parser.parse_args()
+if args.poll is None:
+    args.poll = 0.5 if args.executor == "threads" else 2.0
 
 
 def show(label: str, pid: int) -> None:
@@ -38,7 +46,7 @@ with Bench("waiting", args.pg) as bench:
     from models.db import get_engine
     from propflow import actions
 
-    serve = bench.serve(args.poll)
+    serve = bench.serve(args.poll, args.executor)
     time.sleep(5)  # let the service finish its own start-up (first SLA/delivery passes)
     show("serve tree at idle", serve.pid)
     idle = tree(serve.pid)[0]
@@ -102,7 +110,7 @@ with Bench("waiting", args.pg) as bench:
     sampling = False
     sampler.join()
 
-    print(f"\nresults, {args.cases} cases, runner poll {args.poll}s, "
+    print(f"\nresults, {args.cases} cases, executor {args.executor}, poll {args.poll}s, "
           f"{'PostgreSQL' if args.pg else 'SQLite'}:")
     print(f"opened {args.cases} cases (each creates its flow run) in {opened:.1f}s "
           f"({args.cases / opened:.1f}/s)")

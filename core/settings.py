@@ -29,6 +29,12 @@ class Settings(BaseSettings):
     # false: `propflow serve` runs no case itself (a work pool's workers run them from
     # prefect.yaml); it keeps the SLA clock, run supervision and delivery.
     serve_runs: bool = True
+    # How `propflow serve` executes case runs: "threads", in its own process (a resumed run
+    # goes on in ~0.1 s); "processes", Prefect's Runner, a new interpreter for every run
+    # and every resume (~2 s and ~90 MiB each). README, "A warm executor".
+    executor: Literal["threads", "processes"] = "threads"
+    run_threads: int = 8  # runs executing at once; a waiting (suspended) run takes none
+    run_poll_seconds: float = 0.5  # how often serve asks Prefect for runs to take
 
     @property
     def db_url(self) -> str:

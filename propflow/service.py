@@ -25,13 +25,16 @@ def _safely(fn, name: str):  # type: ignore[no-untyped-def]
     return run
 
 
-def deployments() -> list:  # type: ignore[type-arg]
+def case_flows() -> list:  # type: ignore[type-arg]
     from flows.complaint import complaint
     from flows.emergency import emergency
     from flows.repair import repair
 
-    return [f.to_deployment(name=f.name, tags=["propflow", f.name])
-            for f in (repair, complaint, emergency)]
+    return [repair, complaint, emergency]
+
+
+def deployments() -> list:  # type: ignore[type-arg]
+    return [f.to_deployment(name=f.name, tags=["propflow", f.name]) for f in case_flows()]
 
 
 def run() -> None:
@@ -42,8 +45,23 @@ def run() -> None:
 
     settings = get_settings()
     get_policy()  # refuse to start on a malformed policy file
+    executor = None
+    if settings.serve_runs and settings.executor == "threads":
+        from propflow.executor import Executor
+
+        executor = Executor(deployments(), case_flows(), settings.run_threads,
+                            settings.run_poll_seconds)
+        executor.register()
+
+    def tick() -> None:
+        try:
+            sla.tick()
+        finally:
+            if executor:  # runs it woke or started: take them now, not at the next poll
+                executor.poke()
+
     scheduler = BackgroundScheduler(timezone="UTC")
-    scheduler.add_job(_safely(sla.tick, "sla"), "interval",
+    scheduler.add_job(_safely(tick, "sla"), "interval",
                       seconds=settings.sla_interval_seconds, max_instances=1, coalesce=True)
     scheduler.add_job(_safely(deliver_due, "delivery"), "interval",
                       seconds=settings.outbox_interval_seconds, max_instances=1, coalesce=True)
@@ -51,12 +69,24 @@ def run() -> None:
     log.info("SLA clock every %ss, delivery every %ss", settings.sla_interval_seconds,
              settings.outbox_interval_seconds)
     try:
-        if settings.serve_runs:
-            serve(*deployments(), limit=50)
-        else:
+        if not settings.serve_runs:
             _keep_time_only()
+        elif executor:
+            _stop_on_sigterm(executor)
+            executor.serve_forever()
+        else:
+            serve(*deployments(), limit=50)
     finally:
+        if executor:
+            executor.stop()
         scheduler.shutdown(wait=False)
+
+
+def _stop_on_sigterm(executor) -> None:  # type: ignore[no-untyped-def]
+    """A polite stop takes no new run and lets those executing reach their next wait."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: executor.stop())
 
 
 def _keep_time_only() -> None:

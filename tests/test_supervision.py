@@ -247,6 +247,9 @@ def flow_processes(service) -> list[int]:  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_api")
 def test_kill_9_of_a_flow_run_process_restarts_the_case_run(service, demo):
+    # A process of its own per run is Prefect's Runner (PROPFLOW_EXECUTOR=processes); the
+    # default executor runs them inside the service, whose own kill -9 is the test below.
+    service.env["PROPFLOW_EXECUTOR"] = "processes"
     service.start()
     case = actions.open_repair(**REPAIR)
     number, first = case["number"], case["flow_run_id"]
