@@ -92,7 +92,7 @@ with Bench("sla", args.pg, mode="normal") as bench:
             conn.execute(text("ANALYZE"))
 
     # Count statements by their first words: a per-step (N+1) pattern shows as counts ~ N.
-    statements, kinds = [0], Counter()
+    statements, kinds, spent = [0], Counter(), Counter()  # spent: seconds in the database
 
     # The pass's two SELECTs of steps as first asked (nothing due, over every waiting step),
     # for EXPLAIN at the end.
@@ -105,6 +105,14 @@ with Bench("sla", args.pg, mode="normal") as bench:
             question = "warned by now" if "warn_at" in sql else "due by now"
             questions.setdefault(question, (sql, params))
     event.listen(engine, "before_cursor_execute", count_sql)
+
+    def start_sql(conn, *_: object) -> None:  # type: ignore[no-untyped-def]
+        conn.info["sql_t0"] = time.monotonic()
+
+    def end_sql(conn, cursor, sql: str, *_: object) -> None:  # type: ignore[no-untyped-def]
+        spent[" ".join(sql.split()[:4])[:60]] += time.monotonic() - conn.info.pop("sql_t0")
+    event.listen(engine, "before_cursor_execute", start_sql)
+    event.listen(engine, "after_cursor_execute", end_sql)
     # Another writer, as a decision would be: a no-op update, on its own engine, of the step
     # due first (the lapse pass claims it first). How long is it held up?
     probe = create_engine(bench.url, connect_args={} if args.pg else {"timeout": 120})
@@ -119,6 +127,7 @@ with Bench("sla", args.pg, mode="normal") as bench:
         Path("/proc/self/clear_refs").write_text("5")  # reset this process's peak RSS (VmHWM)
         before_rss, before_sql, done = rss("VmRSS"), statements[0], threading.Event()
         kinds.clear()
+        spent.clear()
         stall = [0.0]
 
         def progress() -> None:  # a long pass prints where it is every 10 s
@@ -153,6 +162,8 @@ with Bench("sla", args.pg, mode="normal") as bench:
               f"earliest-due step waited up to {stall[0]:.2f}s", flush=True)
         if work:
             print("      most frequent: " + "; ".join(f"{n}x {k}" for k, n in kinds.most_common(5)))
+            print(f"      in the database {sum(spent.values()):.2f}s, most: " + "; ".join(
+                f"{t:.2f}s {k}" for k, t in spent.most_common(4)))
         return took
 
     print(f"\n{N} steps to warn and lapse among {N + P} waiting steps, "
