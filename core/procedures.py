@@ -1,22 +1,166 @@
-"""What each procedure's flow asks of people, readable without importing Prefect.
+"""The procedure registry: one declaration per procedure, plain data, no import of ours.
 
-The policy check reads this to require a window for every step a flow can open;
-tests/test_policy.py proves it matches the `ask`/`open_step` calls in flows/*.py.
+Everything else is derived from it: the policy check's required steps (core.policy), step
+and procedure labels (core.labels), the message templates' folder (core.render), the forms
+(models.forms), intake (models.intake), the deployments started (tasks.runs) and served
+(propflow.service), prefect.yaml (propflow.deployments), the CLI's open/report commands
+(propflow.cli) and the test kit (tests/flowkit.py). Names of code are strings, resolved
+lazily by the layer that needs them: a read command never imports a flow or Prefect.
+
+Adding a procedure: README, "Adding a procedure". tests/test_policy.py proves each flow asks
+for exactly the steps declared here.
 """
 
 from __future__ import annotations
 
-STEPS: dict[str, tuple[str, ...]] = {
-    "repair": ("dispatch", "accept", "quote", "complete", "owner_acceptance", "reinspection",
-               "callback", "phone_callback"),
-    "complaint": ("acknowledge", "investigate", "approve_resolution", "resolve", "feedback",
-                  "callback", "phone_callback"),
-    "emergency": ("activate", "acknowledge", "update", "resolve", "incident_report",
-                  "training_review", "receive", "handle"),
-}
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
-PRIORITIES = ("high", "medium", "low")
+from core.vocabulary import Priority
 
-# Procedures whose cases carry a priority chosen by the reporter; the others use one fixed
-# priority, so their steps need a `default` window (or exactly one).
-PRIORITISED = {"repair"}
+PRIORITIES = tuple(p.value for p in Priority)  # plain strings: shown in messages
+
+
+@dataclass(frozen=True)
+class Step:
+    """A human step a flow may open: its kind, labels and form.
+
+    `form` names a class of models.forms ("NoteForm"), or "module:Class" for a form of the
+    procedure's own module."""
+
+    kind: str
+    zh: str
+    en: str
+    form: str
+
+
+@dataclass(frozen=True)
+class Procedure:
+    name: str  # cases.procedure, the policy's procedures.<name>, the CLI group
+    prefix: str  # case numbers: BX-20261124-0001
+    zh: str
+    en: str
+    flow: str  # entrypoint "flows/repair.py:repair"; the function's name is the flow's name
+    intake: str  # "models.repair:RepairIntake": the input model, its fields the CLI options
+    steps: tuple[Step, ...]
+    command: str = "open"  # propflow <name> <command>
+    command_help: str = ""  # the command's help
+    group_help: str = ""  # the CLI group's help; default: the zh label
+    description: str = ""  # the deployment's, in prefect.yaml and the Prefect UI
+    # The reporter chooses a priority; otherwise every step needs a `default` window.
+    prioritised: bool = False
+    templates: str = ""  # folder under core/templates; default: the name
+    deployment: str = ""  # default: the name
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.kind for s in self.steps))
+
+    @property
+    def flow_name(self) -> str:
+        return self.flow.rpartition(":")[2]
+
+    @property
+    def flow_module(self) -> str:
+        """"flows/repair.py:repair" -> "flows.repair"."""
+        return self.flow.rpartition(":")[0].removesuffix(".py").replace("/", ".")
+
+    @property
+    def deployment_name(self) -> str:
+        return self.deployment or self.name
+
+    @property
+    def deployment_path(self) -> str:
+        """What run_deployment takes: <flow name>/<deployment name>."""
+        return f"{self.flow_name}/{self.deployment_name}"
+
+    @property
+    def templates_folder(self) -> str:
+        return self.templates or self.name
+
+    def step(self, kind: str) -> Step:
+        for s in self.steps:
+            if s.kind == kind:
+                return s
+        raise KeyError(f"{self.name} has no step {kind!r}")
+
+
+REPAIR = Procedure(
+    name="repair", prefix="BX", zh="报修", en="repair", prioritised=True,
+    flow="flows/repair.py:repair", intake="models.repair:RepairIntake",
+    command="open", command_help="登记报修，生成工单号并启动流程。",
+    description="报修 repair procedure — one run per work order, named after its number",
+    steps=(
+        Step("dispatch", "派单", "dispatch", "DispatchForm"),
+        Step("accept", "接单", "accept", "AcceptForm"),
+        Step("quote", "确认报价", "quote", "QuoteForm"),
+        Step("complete", "完工登记", "complete", "CompleteForm"),
+        Step("owner_acceptance", "业主验收", "owner acceptance", "OwnerAcceptanceForm"),
+        Step("reinspection", "复检", "re-inspection", "ReinspectionForm"),
+        Step("callback", "回访评价", "callback", "CallbackForm"),
+        Step("phone_callback", "电话回访", "phone callback", "CallbackForm"),
+    ),
+)
+
+COMPLAINT = Procedure(
+    name="complaint", prefix="TS", zh="投诉", en="complaint",
+    flow="flows/complaint.py:complaint", intake="models.complaint:ComplaintIntake",
+    command="open", command_help="登记投诉；接待人即首问责任人。",
+    description="投诉 complaint procedure — the first responder owns it to the end",
+    steps=(
+        Step("acknowledge", "确认受理", "acknowledge", "NoteForm"),
+        Step("investigate", "调查与方案", "investigate", "InvestigateForm"),
+        Step("approve_resolution", "审批方案", "approve resolution", "ApprovalForm"),
+        Step("resolve", "处置完毕", "resolve", "ResultForm"),
+        Step("feedback", "结果反馈", "feedback", "FeedbackForm"),
+        Step("callback", "回访评价", "callback", "CallbackForm"),
+        Step("phone_callback", "电话回访", "phone callback", "CallbackForm"),
+    ),
+)
+
+EMERGENCY = Procedure(
+    name="emergency", prefix="YJ", zh="应急事件", en="emergency",
+    flow="flows/emergency.py:emergency", intake="models.emergency:EmergencyIntake",
+    command="report", command_help="报告突发事件，启动应急流程。", group_help="应急 / 突发事件",
+    description="应急 emergency procedure — minutes, fan-out, residents told at each turn",
+    steps=(
+        Step("activate", "启动应急预案", "activate", "NoteForm"),
+        Step("acknowledge", "确认受理", "acknowledge", "NoteForm"),
+        Step("update", "进展通报", "update", "UpdateForm"),
+        Step("resolve", "处置完毕", "resolve", "ResolveForm"),
+        Step("incident_report", "突发事件处理记录表", "incident report", "ReportForm"),
+        Step("training_review", "案例评审", "training review", "ReviewForm"),
+        Step("receive", "接待", "receive", "ReceiveForm"),
+        Step("handle", "处理", "handle", "ResultForm"),
+    ),
+)
+
+PROCEDURES: dict[str, Procedure] = {p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY)}
+
+
+def register(procedure: Procedure) -> Procedure:
+    """Add a procedure (tests, or a deployment's own procedures) before the layers above are
+    imported: what they derive at import (the CLI, the forms) is built once."""
+    PROCEDURES[procedure.name] = procedure
+    return procedure
+
+
+def get(name: str) -> Procedure:
+    return PROCEDURES[name]
+
+
+class _Steps(Mapping[str, tuple[str, ...]]):
+    """Each procedure's step kinds, as the registry says now."""
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return PROCEDURES[name].kinds
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(PROCEDURES)
+
+    def __len__(self) -> int:
+        return len(PROCEDURES)
+
+
+STEPS: Mapping[str, tuple[str, ...]] = _Steps()

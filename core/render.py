@@ -18,6 +18,8 @@ from jinja2 import (
     TemplateNotFound,
 )
 
+from core import procedures
+
 TEMPLATES = Path(__file__).parent / "templates"
 LANGS = ("zh-CN", "en")
 
@@ -46,7 +48,9 @@ def template_for(procedure: str, event: str, lang: str) -> Template:
     once: a miss in the procedure's folder is a filesystem search every time."""
     if lang not in LANGS:
         raise ValueError(f"lang {lang!r} is not supported; expected one of {LANGS}")
-    for folder in (procedure, "common"):
+    declared = procedures.PROCEDURES.get(procedure)
+    own = declared.templates_folder if declared else procedure
+    for folder in (own, "common"):
         try:
             return _env.get_template(f"{folder}/{event}.{lang}.j2")
         except TemplateNotFound:

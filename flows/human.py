@@ -55,7 +55,7 @@ def _summary(step_id: int) -> str:
         case = step.case
         zh = "zh-CN"
         return (
-            f"### {case.number} · {labels.label(labels.STEPS, step.kind, zh)}\n\n"
+            f"### {case.number} · {labels.step(case.procedure, step.kind, zh)}\n\n"
             f"- 报修人 {case.reporter_name}，{labels.label(labels.PRIORITIES, case.priority, zh)}"
             f"优先级，类别 {case.category}\n- 内容：{case.description}\n"
             f"- 处理角色：{labels.role(step.role, zh)}，时限 {local(step.due_at)}\n\n"

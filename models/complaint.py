@@ -3,62 +3,76 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
+from pydantic import ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from core import procedures
 from core.errors import PropflowError
-from core.policy import get_policy
-from models import directory, lifecycle, limits, notices
+from core.policy import Procedure as PolicySection
+from models import directory, lifecycle, limits
 from models.authority import staff_of
 from models.cases import Case
-from models.numbers import next_number
-from models.outbox import audit
-from models.repair import CHANNELS, check_choice, check_phone
-from models.steps import require_text
+from models.intake import Intake, Opening, Place
+from models.org import Staff
+from models.validate import IntakeChannel, Phone, StaffRef, choice, text
 
 # A refused result is reinvestigated one level up; the second refusal reaches the manager.
 REOPEN_LEVELS = ("cs_supervisor", "project_manager")
 
 
-def open_complaint(
-    session: Session, *, unit: str, complainant: str, phone: str, category: str,
-    description: str, now: datetime, channel: str = "phone", received_by: int | None = None,
-    repair: str | None = None, community: str | None = None,
-) -> Case:
-    policy = get_policy()
-    proc = policy.procedures["complaint"]
-    check_choice(category, list(proc.categories), "category")
-    check_choice(channel, CHANNELS, "channel")
-    complainant = require_text(complainant, "complainant", "the complainant's name")
-    phone = check_phone(phone)
-    description = require_text(description, "description", "what the complaint is about")
-    limits.check_intake(complainant=complainant, description=description)
-    found = directory.unit(session, unit, community)
-    responder = _first_responder(session, found.community_id, received_by)
-    about = directory.case(session, repair) if repair else None
-    if about is not None and about.procedure != "repair":
-        raise PropflowError(f"repair：{repair} 不是报修工单；expected a repair number BX-...",
-                            field="repair")
-    case = Case(
-        number=next_number(session, proc.prefix, now, policy.timezone), procedure="complaint",
-        community_id=found.community_id, unit_id=found.id, status="open", category=category,
-        priority="medium", channel=channel, reporter_name=complainant, reporter_phone=phone,
-        description=description, created_at=now,
-        data={"first_responder": responder.id,
-              "department": proc.categories[category].department or "cs_supervisor"},
-    )
-    session.add(case)
-    session.flush()
-    audit(session, at=now, actor=f"staff:{responder.id}", action="case_opened", case_id=case.id,
-          number=case.number, category=category, first_responder=responder.id)
-    if about is not None:
-        lifecycle.link(session, case, about, "complaint_about", now)
-    notices.tell(session, case=case, event="received", to=[notices.owner_recipient(case)],
-                 key=f"case:{case.id}:received", now=now)
-    return case
+class ComplaintIntake(Intake):
+    """A complaint (投诉): whoever receives it is its first responder."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [dict(
+        unit="1-1-101", complainant="业主张三", phone="13800138000", category="environment",
+        description="垃圾桶三天没清")]})
+
+    unit: str = Field(description="房号，如 1-2-301")
+    complainant: Annotated[str, text("the complainant's name", limits.NAME)] = Field(
+        description="投诉人")
+    phone: Phone = Field(description="联系电话（大陆手机号）")
+    category: Annotated[str, choice(lambda policy: policy.categories)] = Field(
+        description="service|repair|environment|security|parking|noise|fees|other")
+    description: Annotated[str, text("what the complaint is about", limits.DESCRIPTION)] = \
+        Field(description="投诉内容")
+    channel: IntakeChannel = Field("phone", description="phone|online|front_desk|patrol")
+    received_by: StaffRef = Field(None, description="首问责任人员工编号")
+    repair: str | None = Field(None, description="所投诉的报修工单号")
+    community: str | None = Field(None, description="项目编号，如 YGHY")
+
+    def open(self, session: Session, place: Place, policy: PolicySection,
+             now: datetime) -> Opening:
+        responder = _first_responder(session, place.community_id, self.received_by)
+        self._about(session)  # a wrong repair number is refused before anything is written
+        return Opening(
+            reporter=self.complainant, phone=self.phone, description=self.description,
+            category=self.category, channel=self.channel, actor=f"staff:{responder.id}",
+            data={"first_responder": responder.id,
+                  "department": policy.categories[self.category].department or "cs_supervisor"},
+            audit={"category": self.category, "first_responder": responder.id},
+        )
+
+    def opened(self, session: Session, case: Case, now: datetime) -> None:
+        about = self._about(session)
+        if about is not None:
+            lifecycle.link(session, case, about, "complaint_about", now)
+
+    def _about(self, session: Session) -> Case | None:
+        """The repair complained about, if one is named."""
+        if not self.repair:
+            return None
+        about = directory.case(session, self.repair)
+        if about.procedure != "repair":
+            prefix = procedures.get("repair").prefix
+            raise PropflowError(f"repair：{self.repair} 不是报修工单；expected a repair number "
+                                f"{prefix}-...", field="repair")
+        return about
 
 
-def _first_responder(session: Session, community_id: int, received_by: int | None):  # type: ignore[no-untyped-def]
+def _first_responder(session: Session, community_id: int,
+                     received_by: int | str | None) -> Staff:
     if received_by is not None:
         # Whoever receives it owns it (首问责任制), whatever their role: any active staff of
         # the community, or of the company, but not a stranger to the complainant's community.

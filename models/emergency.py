@@ -3,54 +3,54 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
+from pydantic import ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import NotFound
-from core.policy import get_policy
-from models import directory, limits, notices
-from models.cases import Case
-from models.numbers import next_number
+from core.policy import Procedure as PolicySection
+from models import directory, limits
+from models.intake import Intake, Opening, Place
 from models.org import Building
-from models.outbox import audit
-from models.repair import check_choice, check_phone
-from models.steps import require_text
+from models.validate import CommaList, OptionalPhone, choice, text
 
 
-def report_emergency(
-    session: Session, *, kind: str, community: str, location: str, reporter: str, now: datetime,
-    buildings: list[str] | None = None, phone: str = "",
-) -> Case:
-    policy = get_policy()
-    proc = policy.procedures["emergency"]
-    check_choice(kind, list(proc.kinds), "kind")
-    place = directory.community(session, community)
-    location = require_text(location, "location", "where it is happening, e.g. 2号楼地下车库")
-    reporter = require_text(reporter, "reporter", "who reports it")
-    limits.check_intake(location=location, reporter=reporter)
-    if phone:
-        phone = check_phone(phone)
-    wanted = [b.strip() for b in (buildings or []) if b.strip()]
-    known = set(session.scalars(select(Building.code).where(Building.community_id == place.id)))
-    unknown = [b for b in wanted if b not in known]
-    if unknown:
-        raise NotFound(f"buildings：项目 {community} 没有楼栋 {unknown}；expected some of "
-                       f"{sorted(known)}", field="buildings")
-    info = proc.kinds[kind]
-    case = Case(
-        number=next_number(session, proc.prefix, now, policy.timezone), procedure="emergency",
-        community_id=place.id, unit_id=None, status="open", category=kind, priority="high",
-        channel="phone", reporter_name=reporter, reporter_phone=phone, description=location,
-        created_at=now,
-        data={"location": location, "buildings": wanted, "office_class": info.office_class,
-              "fanout": [d.model_dump() for d in info.fanout]},
-    )
-    session.add(case)
-    session.flush()
-    audit(session, at=now, actor="reporter", action="case_opened", case_id=case.id,
-          number=case.number, kind=kind, location=location, buildings=wanted)
-    if phone:
-        notices.tell(session, case=case, event="received", to=[notices.owner_recipient(case)],
-                     key=f"case:{case.id}:received", now=now)
-    return case
+class EmergencyIntake(Intake):
+    """An emergency report (突发事件): where, what kind, which buildings' households hear."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [dict(
+        kind="gas_leak", community="YGHY", location="1号楼2单元", reporter="巡逻岗马超",
+        buildings=["1"])]})
+
+    kind: Annotated[str, choice(lambda policy: policy.kinds)] = Field(
+        description="fire|gas_leak|water_outage|power_outage|disaster|security|office_a|"
+                    "office_b|office_c")
+    community: str = Field(description="项目编号，如 YGHY")
+    location: Annotated[str, text("where it is happening, e.g. 2号楼地下车库",
+                                  limits.LOCATION)] = Field(description="地点")
+    reporter: Annotated[str, text("who reports it", limits.NAME)] = Field(description="报告人")
+    buildings: CommaList = Field(default_factory=list, description="受影响楼栋，如 1,2")
+    phone: OptionalPhone = Field("", description="报告人电话（可选）")
+
+    def place(self, session: Session) -> Place:
+        return Place(directory.community(session, self.community).id)
+
+    def open(self, session: Session, place: Place, policy: PolicySection,
+             now: datetime) -> Opening:
+        known = set(session.scalars(select(Building.code)
+                                    .where(Building.community_id == place.community_id)))
+        unknown = [b for b in self.buildings if b not in known]
+        if unknown:
+            raise NotFound(f"buildings：项目 {self.community} 没有楼栋 {unknown}；expected some "
+                           f"of {sorted(known)}", field="buildings")
+        info = policy.kinds[self.kind]
+        return Opening(
+            reporter=self.reporter, phone=self.phone, description=self.location,
+            category=self.kind, priority="high", actor="reporter",
+            data={"location": self.location, "buildings": self.buildings,
+                  "office_class": info.office_class,
+                  "fanout": [d.model_dump() for d in info.fanout]},
+            audit={"kind": self.kind, "location": self.location, "buildings": self.buildings},
+        )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from functools import cache
+from importlib import import_module
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -16,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from core import procedures
 from core.errors import PropflowError
 from models import limits
 
@@ -147,38 +150,36 @@ class ReceiveForm(Form):
     note: Short = ""
 
 
-FORMS: dict[str, type[Form]] = {
-    "dispatch": DispatchForm,
-    "accept": AcceptForm,
-    "quote": QuoteForm,
-    "complete": CompleteForm,
-    "owner_acceptance": OwnerAcceptanceForm,
-    "reinspection": ReinspectionForm,
-    "callback": CallbackForm,
-    "phone_callback": CallbackForm,
-    "acknowledge": NoteForm,
-    "investigate": InvestigateForm,
-    "approve_resolution": ApprovalForm,
-    "complaint.resolve": ResultForm,  # a complaint's "resolve" asks for its result only
-    "feedback": FeedbackForm,
-    "activate": NoteForm,
-    "update": UpdateForm,
-    "resolve": ResolveForm,
-    "incident_report": ReportForm,
-    "training_review": ReviewForm,
-    "receive": ReceiveForm,
-    "handle": ResultForm,
-}
-
-
 def form_key(procedure: str, kind: str) -> str:
-    own = f"{procedure}.{kind}"
-    return own if own in FORMS else kind
+    """Each procedure's step has its own form (a complaint's resolve is not an emergency's)."""
+    return f"{procedure}.{kind}"
+
+
+@cache
+def _forms() -> dict[str, type[Form]]:
+    """Every declared step's form (core/procedures.py), built on first use: a procedure's own
+    form module imports this one for Form, so it cannot be imported while this one loads."""
+    return {form_key(p.name, s.kind): _resolve(s.form)
+            for p in procedures.PROCEDURES.values() for s in p.steps}
+
+
+def _resolve(name: str) -> type[Form]:
+    module, _, cls = name.rpartition(":")
+    found = getattr(import_module(module), cls) if module else globals().get(cls)
+    if not (isinstance(found, type) and issubclass(found, Form)):
+        raise LookupError(f"form {name!r} (core/procedures.py) is not a models.forms.Form")
+    return found
+
+
+def __getattr__(name: str) -> Any:
+    if name == "FORMS":  # form key -> form class, derived from the registry
+        return _forms()
+    raise AttributeError(name)
 
 
 def validate_form(key: str, values: dict[str, Any]) -> dict[str, Any]:
     """Checked values as JSON-ready data, or an error naming the field."""
-    form = FORMS[key]
+    form = _forms()[key]
     kind = key.rsplit(".", 1)[-1]
     try:
         return form.model_validate(values).model_dump(mode="json")

@@ -42,7 +42,7 @@ def case_context(session: Session, case: Case, lang: str,
     category = proc.categories.get(case.category or "") or proc.kinds.get(case.category or "")
     return {
         "number": case.number,
-        "procedure_label": labels.label(labels.PROCEDURES, case.procedure, lang),
+        "procedure_label": labels.procedure(case.procedure, lang),
         "unit": unit.code if unit else "",
         "summary": case.description,
         "reporter": case.reporter_name,
@@ -80,7 +80,7 @@ def step_context(session: Session, step: Step, lang: str,
     ctx = case_context(session, step.case, lang, policy)
     ctx.update(
         step_id=step.id,
-        step_label=labels.label(labels.STEPS, step.kind, lang),
+        step_label=labels.step(step.case.procedure, step.kind, lang),
         due=local(step.due_at, policy.timezone),
         calendar_label=labels.label(labels.CALENDARS, step.calendar, lang),
         duty=(step.context or {}).get("duty", ""),

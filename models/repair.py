@@ -1,83 +1,70 @@
-"""Repair (报修) rules: intake checks, classification, dispatch choice, closing."""
+"""Repair (报修) rules: its input and classification at intake, the dispatch choice."""
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
+from typing import Annotated
 from zoneinfo import ZoneInfo
 
+from pydantic import ConfigDict, Field
 from sqlalchemy.orm import Session
 
-from core.errors import PropflowError
+from core.policy import Procedure as PolicySection
 from core.policy import get_policy
-from models import directory, limits, notices
+from core.procedures import PRIORITIES
+from models import directory, limits
 from models.authority import staff_of
 from models.cases import Case
-from models.numbers import next_number
-from models.outbox import audit
-from models.steps import require_text
-
-PRIORITIES = ("high", "medium", "low")
-CHANNELS = ("phone", "online", "front_desk", "patrol")
-MOBILE = re.compile(r"^1[3-9]\d{9}$")
+from models.intake import Intake, Opening, Place
+from models.validate import IntakeChannel, Phone, StaffRef, choice, text
 
 
-def check_phone(phone: str, field: str = "phone") -> str:
-    digits = re.sub(r"[\s-]", "", phone or "").removeprefix("+86")
-    if not MOBILE.match(digits):
-        raise PropflowError(f"{field}：{phone!r} 不是大陆手机号；expected 11 digits starting "
-                            "with 1, e.g. 13800138000", field=field)
-    return digits
+class RepairIntake(Intake):
+    """A repair request (报修)."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [dict(
+        unit="1-1-101", category="public_area", priority="medium", reporter="业主张三",
+        phone="13800138000", description="楼道灯不亮")]})
 
-def check_choice(value: str, choices: tuple[str, ...] | list[str], field: str) -> str:
-    if value not in choices:
-        raise PropflowError(f"{field}：{value!r} 不是有效值；expected one of {list(choices)}",
-                            field=field)
-    return value
+    unit: str = Field(description="房号，如 1-2-301")
+    category: Annotated[str, choice(lambda policy: policy.categories)] = Field(
+        description="water_electric|equipment|public_area|in_unit|civil")
+    priority: Annotated[str, choice(PRIORITIES)] = Field(description="high|medium|low")
+    reporter: Annotated[str, text("the reporter's name", limits.NAME)] = Field(
+        description="报修人")
+    phone: Phone = Field(description="联系电话（大陆手机号）")
+    description: Annotated[str, text("what is broken, and where", limits.DESCRIPTION)] = Field(
+        description="报修内容")
+    channel: IntakeChannel = Field("phone", description="phone|online|front_desk|patrol")
+    community: str | None = Field(None, description="项目编号，如 YGHY")
+    received_by: StaffRef = Field(None, description="接待人员工编号")
 
-
-def open_repair(
-    session: Session, *, unit: str, category: str, priority: str, reporter: str, phone: str,
-    description: str, now: datetime, channel: str = "phone", community: str | None = None,
-    received_by: int | None = None,
-) -> Case:
-    """Intake: check, number and classify a repair request; the owner is told at once."""
-    policy = get_policy()
-    proc = policy.procedures["repair"]
-    check_choice(category, list(proc.categories), "category")
-    check_choice(priority, PRIORITIES, "priority")
-    check_choice(channel, CHANNELS, "channel")
-    reporter = require_text(reporter, "reporter", "the reporter's name")
-    phone = check_phone(phone)
-    description = require_text(description, "description", "what is broken, and where")
-    limits.check_intake(reporter=reporter, description=description)
-    found = directory.unit(session, unit, community)
-    if received_by is not None:  # the first responder: any staff of the community
-        staff_of(session, found.community_id, received_by, field="received_by")
-
-    # Safety words raise the priority (seed: a leak is dispatched at once).
-    if priority != "high" and any(word in description for word in proc.high_keywords):
-        priority = "high"
-    rule = proc.categories[category]
-    today = now.astimezone(ZoneInfo(policy.timezone)).date()
-    in_warranty = bool(found.warranty_until and found.warranty_until >= today)
-    case = Case(
-        number=next_number(session, proc.prefix, now, policy.timezone), procedure="repair",
-        community_id=found.community_id, unit_id=found.id, status="open", category=category,
-        priority=priority, paid=rule.chargeable and not in_warranty, channel=channel,
-        reporter_name=reporter, reporter_phone=phone, description=description, created_at=now,
-        data={"complex": rule.complex, "skills": rule.skills, "in_warranty": in_warranty,
-              "received_by": received_by},
-    )
-    session.add(case)
-    session.flush()
-    audit(session, at=now, actor=f"staff:{received_by}" if received_by else "front_desk",
-          action="case_opened", case_id=case.id, number=case.number, category=category,
-          priority=priority, paid=case.paid, channel=channel)
-    notices.tell(session, case=case, event="received", to=[notices.owner_recipient(case)],
-                 key=f"case:{case.id}:received", now=now)
-    return case
+    def open(self, session: Session, place: Place, policy: PolicySection,
+             now: datetime) -> Opening:
+        """Classify: safety words raise the priority, the category says who and whether it
+        is paid, the unit's warranty whether the owner pays."""
+        receiver = None
+        if self.received_by is not None:  # the first responder: any staff of the community
+            receiver = staff_of(session, place.community_id, self.received_by,
+                                field="received_by").id
+        priority = self.priority
+        # Safety words raise the priority (seed: a leak is dispatched at once).
+        if priority != "high" and any(word in self.description for word in policy.high_keywords):
+            priority = "high"
+        rule = policy.categories[self.category]
+        today = now.astimezone(ZoneInfo(get_policy().timezone)).date()
+        warranty = place.unit.warranty_until if place.unit else None
+        in_warranty = bool(warranty and warranty >= today)
+        paid = rule.chargeable and not in_warranty
+        return Opening(
+            reporter=self.reporter, phone=self.phone, description=self.description,
+            category=self.category, priority=priority, channel=self.channel, paid=paid,
+            actor=f"staff:{receiver}" if receiver else "front_desk",
+            data={"complex": rule.complex, "skills": rule.skills, "in_warranty": in_warranty,
+                  "received_by": receiver},
+            audit={"category": self.category, "priority": priority, "paid": paid,
+                   "channel": self.channel},
+        )
 
 
 def choose_technician(session: Session, case: Case) -> int | None:

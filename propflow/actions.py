@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import or_, select
@@ -13,9 +14,11 @@ from core import labels
 from core.clock import now
 from core.errors import Forbidden
 from core.policy import get_policy
+from core.procedures import PROCEDURES
+from core.procedures import get as get_procedure
 from core.roles import ROLES
 from core.settings import get_settings
-from models import complaint, directory, emergency, lifecycle, limits, notices, repair, steps
+from models import directory, intake, lifecycle, limits, notices, steps
 from models.authority import chain_of, check_decider, rule_allowing
 from models.cases import Case, Step
 from models.db import unit_of_work
@@ -26,9 +29,10 @@ from tasks import runs
 OPENER = f"open@{socket.gethostname()}:{os.getpid()}"
 
 
-def _open(opener: Any, start_run: bool, **fields: Any) -> dict[str, Any]:
+def open_case(procedure: str, fields: dict[str, Any], *, start_run: bool = True) -> dict[str, Any]:
+    """A new case of any registered procedure (core/procedures.py), then its run."""
     with unit_of_work() as session:
-        case = opener(session, now=now(), **fields)
+        case = intake.open_case(session, procedure, fields, now())
         if start_run:
             # Claimed as it is created, so the SLA clock does not start it too meanwhile.
             runs.claim_new(case, OPENER)
@@ -45,16 +49,22 @@ def _open(opener: Any, start_run: bool, **fields: Any) -> dict[str, Any]:
     return summary
 
 
-def open_repair(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
-    return _open(repair.open_repair, start_run, **fields)
+def opener(procedure: str) -> Callable[..., dict[str, Any]]:
+    """open_case for one procedure, taking its fields as keywords."""
+    def open_(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
+        return open_case(procedure, fields, start_run=start_run)
+
+    open_.__name__ = f"{get_procedure(procedure).command}_{procedure}"
+    return open_
 
 
-def open_complaint(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
-    return _open(complaint.open_complaint, start_run, **fields)
-
-
-def report_emergency(*, start_run: bool = True, **fields: Any) -> dict[str, Any]:
-    return _open(emergency.report_emergency, start_run, **fields)
+def __getattr__(name: str) -> Any:
+    """open_repair, open_complaint, report_emergency, ...: <command>_<procedure> of each
+    registered procedure."""
+    for spec in PROCEDURES.values():
+        if name == f"{spec.command}_{spec.name}":
+            return opener(spec.name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -10,23 +11,42 @@ from typing import Any
 
 import click
 import typer
+import typer.main
+from typer.core import TyperGroup
 
 from core.errors import PropflowError
 
-app = typer.Typer(help="物业客服流程 propflow", no_args_is_help=True, add_completion=False)
+
+class _Procedures(TyperGroup):
+    """The root group: a registered procedure's group (core/procedures.py) is built when it
+    is asked for, so other commands do not import the intake models to start."""
+
+    # Any: typer's click types are its own vendored copy's.
+    def list_commands(self, ctx: Any) -> list[str]:
+        from core.procedures import PROCEDURES
+
+        return [*super().list_commands(ctx), *(p for p in PROCEDURES if p not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        from core.procedures import PROCEDURES
+
+        if cmd_name not in self.commands and cmd_name in PROCEDURES:
+            self.commands[cmd_name] = procedure_group(cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+app = typer.Typer(help="物业客服流程 propflow", no_args_is_help=True, add_completion=False,
+                  cls=_Procedures)
 demo_app = typer.Typer(help="示范数据", no_args_is_help=True)
-repair_app = typer.Typer(help="报修", no_args_is_help=True)
-complaint_app = typer.Typer(help="投诉", no_args_is_help=True)
-emergency_app = typer.Typer(help="应急 / 突发事件", no_args_is_help=True)
 steps_app = typer.Typer(help="待办步骤", no_args_is_help=True)
 cases_app = typer.Typer(help="工单", no_args_is_help=True)
 notes_app = typer.Typer(help="通知", no_args_is_help=True)
 clock_app = typer.Typer(help="时钟（培训模式可拨动）", no_args_is_help=True)
 db_app = typer.Typer(help="数据库", no_args_is_help=True)
-for sub, name in ((demo_app, "demo"), (repair_app, "repair"), (complaint_app, "complaint"),
-                  (emergency_app, "emergency"), (steps_app, "steps"),
-                  (cases_app, "cases"), (notes_app, "notifications"), (clock_app, "clock"),
-                  (db_app, "db")):
+deployments_app = typer.Typer(help="Prefect 部署 (prefect.yaml)", no_args_is_help=True)
+for sub, name in ((demo_app, "demo"), (steps_app, "steps"), (cases_app, "cases"),
+                  (notes_app, "notifications"), (clock_app, "clock"), (db_app, "db"),
+                  (deployments_app, "deployments")):
     app.add_typer(sub, name=name)
 
 JSON = typer.Option(False, "--json", help="输出 JSON")
@@ -102,66 +122,66 @@ def demo_seed(as_json: bool = JSON) -> None:
     emit(data["staff"], False, ["id", "name", "role", "skills"])
 
 
-@repair_app.command("open")
+def intake_command(name: str) -> Callable[..., Any]:
+    """`propflow <procedure> <command>`: one option per field of the procedure's input model
+    (models.intake), in its order, with its description as help."""
+    from core.procedures import get
+    from models.intake import model_of
+
+    spec = get(name)
+    params = []
+    for field, info in model_of(name).model_fields.items():
+        default: Any = ... if info.is_required() else info.get_default(call_default_factory=True)
+        if isinstance(default, list):  # a list is given as "1,2"
+            default = ",".join(map(str, default))
+        params.append(inspect.Parameter(
+            field, inspect.Parameter.KEYWORD_ONLY, annotation=str if default is not None
+            else str | None,
+            default=typer.Option(default, f"--{field.replace('_', '-')}",
+                                 help=info.description)))
+    params.append(inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY,
+                                    annotation=bool, default=JSON))
+
+    def open_(**fields: Any) -> None:
+        from propflow import actions
+
+        as_json = fields.pop("as_json")
+        emit(actions.open_case(name, fields), as_json)
+
+    open_.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    open_.__annotations__ = {p.name: p.annotation for p in params}
+    open_.__name__ = f"{name}_{spec.command}"
+    open_.__doc__ = spec.command_help
+    return command(open_)
+
+
+def procedure_group(name: str) -> TyperGroup:
+    """`propflow <procedure>`, holding its intake command."""
+    from core.procedures import get
+
+    spec = get(name)
+    group = typer.Typer(help=spec.group_help or spec.zh, no_args_is_help=True)
+    group.command(spec.command)(intake_command(name))
+    built = typer.main.get_group(group)
+    built.name = name
+    return built
+
+
+@deployments_app.command("write")
 @command
-def repair_open(
-    unit: str = typer.Option(..., "--unit", help="房号，如 1-2-301"),
-    category: str = typer.Option(..., "--category"),
-    priority: str = typer.Option(..., "--priority", help="high|medium|low"),
-    reporter: str = typer.Option(..., "--reporter"),
-    phone: str = typer.Option(..., "--phone"),
-    description: str = typer.Option(..., "--description"),
-    channel: str = typer.Option("phone", "--channel", help="phone|online|front_desk|patrol"),
-    community: str | None = typer.Option(None, "--community"),
-    as_json: bool = JSON,
-) -> None:
-    """登记报修，生成工单号并启动流程。"""
-    from propflow import actions as service
+def deployments_write(check: bool = typer.Option(
+                          False, "--check", help="只比较，不写入；不一致时退出码 2"),
+                      as_json: bool = JSON) -> None:
+    """按流程登记 (core/procedures.py) 生成 prefect.yaml；--check 检查已提交的文件是否一致。"""
+    from propflow import deployments
 
-    emit(service.open_repair(unit=unit, category=category, priority=priority,
-                             reporter=reporter, phone=phone, description=description,
-                             channel=channel, community=community), as_json)
-
-
-@complaint_app.command("open")
-@command
-def complaint_open(
-    unit: str = typer.Option(..., "--unit", help="房号，如 1-2-301"),
-    complainant: str = typer.Option(..., "--complainant"),
-    phone: str = typer.Option(..., "--phone"),
-    category: str = typer.Option(..., "--category"),
-    description: str = typer.Option(..., "--description"),
-    channel: str = typer.Option("phone", "--channel", help="phone|online|front_desk|patrol"),
-    received_by: str | None = typer.Option(None, "--received-by", help="首问责任人员工编号"),
-    repair: str | None = typer.Option(None, "--repair", help="所投诉的报修工单号"),
-    community: str | None = typer.Option(None, "--community"),
-    as_json: bool = JSON,
-) -> None:
-    """登记投诉；接待人即首问责任人。"""
-    from propflow import actions as service
-
-    case = service.open_complaint(unit=unit, complainant=complainant, phone=phone,
-                                  category=category, description=description, channel=channel,
-                                  received_by=received_by, repair=repair, community=community)
-    emit(case, as_json)
-
-
-@emergency_app.command("report")
-@command
-def emergency_report(
-    kind: str = typer.Option(..., "--kind", help="fire|gas_leak|water_outage|power_outage|"
-                             "disaster|security|office_a|office_b|office_c"),
-    community: str = typer.Option(..., "--community", help="项目编号，如 YGHY"),
-    location: str = typer.Option(..., "--location"),
-    reporter: str = typer.Option(..., "--reporter"),
-    buildings: str = typer.Option("", "--buildings", help="受影响楼栋，如 1,2"),
-    as_json: bool = JSON,
-) -> None:
-    """报告突发事件，启动应急流程。"""
-    from propflow import actions as service
-
-    emit(service.report_emergency(kind=kind, community=community, location=location,
-                                  reporter=reporter, buildings=buildings.split(",")), as_json)
+    path = deployments.PREFECT_YAML
+    if check:
+        deployments.check(path)
+        emit({"prefect.yaml": str(path), "matches_registry": True}, as_json)
+        return
+    changed = deployments.write(path)
+    emit({"prefect.yaml": str(path), "written": changed}, as_json)
 
 
 @steps_app.command("list")

@@ -10,6 +10,7 @@ import logging
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from core.policy import get_policy
+from core.procedures import PROCEDURES
 from core.settings import get_settings
 
 log = logging.getLogger("propflow.service")
@@ -26,15 +27,18 @@ def _safely(fn, name: str):  # type: ignore[no-untyped-def]
 
 
 def case_flows() -> list:  # type: ignore[type-arg]
-    from flows.complaint import complaint
-    from flows.emergency import emergency
-    from flows.repair import repair
+    """Every registered procedure's flow (core/procedures.py), imported only to serve it."""
+    from flows import flow_for
 
-    return [repair, complaint, emergency]
+    return [flow_for(name) for name in PROCEDURES]
 
 
 def deployments() -> list:  # type: ignore[type-arg]
-    return [f.to_deployment(name=f.name, tags=["propflow", f.name]) for f in case_flows()]
+    from flows import flow_for
+
+    return [flow_for(p.name).to_deployment(name=p.deployment_name,
+                                           tags=["propflow", p.name, *p.tags])
+            for p in PROCEDURES.values()]
 
 
 def run() -> None:

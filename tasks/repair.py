@@ -65,18 +65,18 @@ OPENER = f"open-complaint@{socket.gethostname()}:{os.getpid()}"
 @db_task(name="open-complaint")
 def complain_about(case_id: int, rating: int, comment: str, received_by: int | None) -> str:
     """A callback rated 1 or 2 opens a complaint on its own, linked to the work order."""
-    from models.complaint import open_complaint
+    from models.intake import open_case
     from models.org import Unit
 
     with unit_of_work() as session:
         case = load(session, case_id)
         if "complaint" not in case.data:
             unit = session.get(Unit, case.unit_id)
-            opened = open_complaint(
-                session, unit=unit.code if unit else "", complainant=case.reporter_name,
+            opened = open_case(session, "complaint", dict(
+                unit=unit.code if unit else "", complainant=case.reporter_name,
                 phone=case.reporter_phone, category="repair", channel="online",
                 description=f"报修 {case.number} 回访评分 {rating}：{comment or '（无留言）'}",
-                received_by=received_by, repair=case.number, now=now())
+                received_by=received_by, repair=case.number), now())
             case.data = {**case.data, "complaint": opened.number, "complaint_id": opened.id}
             runs.claim_new(opened, OPENER)  # so the SLA clock does not start it as well
         number, complaint_id = case.data["complaint"], case.data["complaint_id"]

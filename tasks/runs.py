@@ -14,13 +14,15 @@ from sqlalchemy.orm import Session
 
 from core.clock import now
 from core.errors import PropflowError
+from core.procedures import PROCEDURES
 from core.settings import get_settings
 from models.cases import Case
 from models.db import unit_of_work
 
 log = logging.getLogger("propflow.runs")
 
-DEPLOYMENTS = {p: f"{p}/{p}" for p in ("repair", "complaint", "emergency")}
+# Each procedure's deployment, "<flow>/<deployment>" (core/procedures.py).
+DEPLOYMENTS = {p.name: p.deployment_path for p in PROCEDURES.values()}
 
 
 def start(procedure: str, case_id: int, number: str) -> str | None:

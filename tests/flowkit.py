@@ -13,6 +13,7 @@ from sqlalchemy import select
 from core.clock import ManualClock
 from models.cases import Case, Escalation, Step
 from models.db import unit_of_work
+from models.intake import example
 from propflow import actions, sla
 
 WAIT = 180.0  # seconds a test waits for Prefect to reach a state before failing
@@ -29,12 +30,10 @@ def until(what: str, probe: Any, timeout: float = WAIT) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-REPAIR = dict(unit="1-1-101", category="public_area", priority="medium", reporter="业主张三",
-              phone="13800138000", description="楼道灯不亮")
-COMPLAINT = dict(unit="1-1-101", complainant="业主张三", phone="13800138000",
-                 category="environment", description="垃圾桶三天没清")
-EMERGENCY = dict(kind="gas_leak", community="YGHY", location="1号楼2单元", reporter="巡逻岗马超",
-                 buildings=["1"])
+# Each procedure's example input (its intake model's, models/<procedure>.py): demo data.
+REPAIR = example("repair")
+COMPLAINT = example("complaint")
+EMERGENCY = example("emergency")
 
 
 class CaseRun:
@@ -43,17 +42,12 @@ class CaseRun:
     procedure = "repair"
 
     def __init__(self, demo: dict, clock: ManualClock, **fields: Any) -> None:
-        from flows.complaint import complaint
-        from flows.emergency import emergency
-        from flows.repair import repair
+        from flows import flow_for
 
         self.demo, self.clock = demo, clock
-        flow_fn, opener, defaults = {
-            "repair": (repair, actions.open_repair, REPAIR),
-            "complaint": (complaint, actions.open_complaint, COMPLAINT),
-            "emergency": (emergency, actions.report_emergency, EMERGENCY),
-        }[self.procedure]
-        self.case = opener(start_run=False, **(defaults | fields))
+        flow_fn = flow_for(self.procedure)  # any registered procedure (core/procedures.py)
+        self.case = actions.open_case(self.procedure, example(self.procedure) | fields,
+                                      start_run=False)
         self.number = self.case["number"]
         with unit_of_work() as session:
             self.case_id = session.scalars(select(Case.id).where(

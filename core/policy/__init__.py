@@ -25,7 +25,7 @@ from pydantic import (
 
 from core.channels import parse_channel
 from core.errors import PropflowError
-from core.procedures import PRIORITIES, PRIORITISED, STEPS
+from core.procedures import PRIORITIES, PROCEDURES, STEPS
 from core.roles import ROLES
 from core.settings import get_settings
 from core.workdays import BusinessCalendar, parse_window
@@ -97,7 +97,9 @@ class Kind(_Strict):
 
 
 class Procedure(_Strict):
-    prefix: str = Field(pattern=r"^[A-Z]{2,4}$")
+    # The registry (core/procedures.py) numbers cases; a file written before it may still
+    # say the prefix, and then it must say the same.
+    prefix: str | None = Field(None, pattern=r"^[A-Z]{2,4}$")
     chain: list[str] | None = None
     # Per-procedure windows of each escalation level (emergencies count minutes).
     level_windows: dict[str, Duration] = {}
@@ -321,8 +323,8 @@ def _check_meaning(path: Path, policy: Policy) -> None:
     _check_role_keys(path, "escalation.windows", policy.escalation.windows)
     for name in STEPS:
         if name not in policy.procedures:
-            raise _refuse(path, f"procedures.{name}", f"缺少流程 {name} 的配置；expected its "
-                          f"prefix and a window for each of its steps {list(STEPS[name])}")
+            raise _refuse(path, f"procedures.{name}", f"缺少流程 {name} 的配置；expected a "
+                          f"window for each of its steps {list(STEPS[name])}")
     for name, proc in policy.procedures.items():
         _check_procedure(path, name, proc)
 
@@ -331,6 +333,10 @@ def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
     at = f"procedures.{name}"
     if name not in STEPS:
         raise _refuse(path, at, f"未知的流程 (no flow runs it)；expected one of {sorted(STEPS)}")
+    declared = PROCEDURES[name].prefix
+    if proc.prefix is not None and proc.prefix != declared:
+        raise _refuse(path, f"{at}.prefix", f"编号前缀 {proc.prefix!r} 与流程登记不符；expected "
+                      f"{declared!r} (core/procedures.py), or no prefix here")
     if proc.chain is not None:
         check_roles(path, f"{at}.chain", proc.chain)
     _check_role_keys(path, f"{at}.level_windows", proc.level_windows)
@@ -349,7 +355,7 @@ def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
         if step not in asked:
             raise _refuse(path, f"{at}.steps.{step}", f"未知的步骤 (the {name} flow never asks "
                           f"for it)；expected one of {list(asked)}")
-        _check_rules(path, f"{at}.steps.{step}", rules, prioritised=name in PRIORITISED)
+        _check_rules(path, f"{at}.steps.{step}", rules, prioritised=PROCEDURES[name].prioritised)
 
 
 def _check_rules(path: Path, at: str, rules: dict[str, WindowRule], *, prioritised: bool) -> None:
