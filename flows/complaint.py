@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from core.vocabulary import Role
 from flows.human import ask
 from models.complaint import investigator, needs_approval
 from tasks.cases import close_case, intake, tell_reporter
@@ -19,7 +20,7 @@ def complaint(case_id: int, number: str) -> str:
     responder = case["first_responder"]
 
     # Receive and acknowledge: calm the person first, never argue, never promise lightly.
-    ask(case_id, "acknowledge#1", "acknowledge", "csr", responder)
+    ask(case_id, "acknowledge#1", "acknowledge", Role.CSR, responder)
     tell_reporter(case_id, "acknowledged", key="acknowledged")
 
     level, round_ = 0, 0
@@ -27,31 +28,31 @@ def complaint(case_id: int, number: str) -> str:
         round_ += 1
         # Investigate with the responsible department (one level up after each refusal).
         role = investigator(case["department"], level)
-        plan = ask(case_id, f"investigate#{round_}", "investigate", role)["values"]
+        plan = ask(case_id, f"investigate#{round_}", "investigate", role)
 
-        # A compensation or an exception needs the project manager; refused: plan again.
-        if needs_approval(plan):
+        # A compensation (above the policy's threshold) or an exception needs the project
+        # manager; refused: plan again.
+        if needs_approval(plan.values):
             # Whoever proposed it may not approve it: the step names what it approves.
             approval = ask(case_id, f"approve_resolution#{round_}", "approve_resolution",
-                           "project_manager",
-                           context={"approves": f"investigate#{round_}"})["values"]
-            if not approval["approved"]:
+                           Role.PROJECT_MANAGER, context={"approves": f"investigate#{round_}"})
+            if not approval.values["approved"]:
                 continue
 
         # Carry it out, then the first responder gives the result back (seed: always).
-        result = ask(case_id, f"resolve#{round_}", "resolve", role)["values"]
-        tell_reporter(case_id, "result", key=f"result#{round_}", result=result["result"],
-                      resolution=plan["proposed_resolution"],
-                      compensation=str(plan.get("compensation") or "0"))
-        feedback = ask(case_id, f"feedback#{round_}", "feedback", "csr", responder)["values"]
-        if feedback["accepted"]:
+        result = ask(case_id, f"resolve#{round_}", "resolve", role)
+        tell_reporter(case_id, "result", key=f"result#{round_}", result=result.values["result"],
+                      resolution=plan.values["proposed_resolution"],
+                      compensation=plan.text("compensation") or "0")
+        feedback = ask(case_id, f"feedback#{round_}", "feedback", Role.CSR, responder)
+        if feedback.values["accepted"]:
             break
         level += 1  # not accepted: reinvestigated one level up the chain
 
     # Callback and satisfaction; no answer, or not reached: the front desk phones.
-    callback = ask(case_id, "callback#1", "callback", "owner")
-    if callback["lapsed"] or not callback["values"].get("reached", True):
-        ask(case_id, "phone_callback#1", "phone_callback", "csr")
+    callback = ask(case_id, "callback#1", "callback", Role.OWNER)
+    if callback.lapsed or not callback.flag("reached", default=True):
+        ask(case_id, "phone_callback#1", "phone_callback", Role.CSR)
 
     close_case(case_id, "resolved")
     return "resolved"

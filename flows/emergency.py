@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from prefect import flow
 
+from core.vocabulary import Role
 from flows.human import ask, ask_all, wait_for
 from tasks.cases import close_case, intake, tell_residents, tell_role
 from tasks.steps import cancel_steps, open_step
@@ -17,7 +18,7 @@ def emergency(case_id: int, number: str) -> str:
         office_incident(case_id, case["office_class"])
     else:
         # Start the plan within 10 minutes, around the clock; silence climbs the chain.
-        ask(case_id, "activate#1", "activate", "cs_supervisor")
+        ask(case_id, "activate#1", "activate", Role.CS_SUPERVISOR)
         # Fan out at once: every department acknowledges on its own window, in any order.
         acks = [open_step(case_id, f"acknowledge-{d['role']}#1", "acknowledge", d["role"], None,
                           {"duty": d["duty"]}) for d in case["fanout"]]
@@ -25,8 +26,8 @@ def emergency(case_id: int, number: str) -> str:
         keep_residents_informed(case_id, acks)
 
     # After it ends: the incident record within 2 working days, then the company reviews it.
-    ask(case_id, "incident_report#1", "incident_report", "cs_supervisor")
-    ask(case_id, "training_review#1", "training_review", "company_cs")
+    ask(case_id, "incident_report#1", "incident_report", Role.CS_SUPERVISOR)
+    ask(case_id, "training_review#1", "training_review", Role.COMPANY_CS)
     close_case(case_id, "resolved")
     return "resolved"
 
@@ -38,8 +39,8 @@ def keep_residents_informed(case_id: int, acks: list[int]) -> None:
     stops at the resolve exactly as the first pass did: the update it cancelled is not news.
     """
     n = 1
-    update = open_step(case_id, f"update#{n}", "update", "cs_supervisor", None)
-    resolve = open_step(case_id, "resolve#1", "resolve", "cs_supervisor", None)
+    update = open_step(case_id, f"update#{n}", "update", Role.CS_SUPERVISOR, None)
+    resolve = open_step(case_id, "resolve#1", "resolve", Role.CS_SUPERVISOR, None)
     pending = [*acks, update, resolve]
     while True:
         for step_id, outcome in wait_for(pending, need="any").items():
@@ -47,27 +48,27 @@ def keep_residents_informed(case_id: int, acks: list[int]) -> None:
             if step_id == resolve:
                 cancel_steps(pending, "incident resolved")
                 tell_residents(case_id, "resolved", key="resolved",
-                               summary=outcome["values"]["summary"])
+                               summary=outcome.values["summary"])
                 return
-            if step_id == update and not outcome["cancelled"]:
-                if outcome["decided"]:  # an update expired by policy has nothing to say
+            if step_id == update and not outcome.cancelled:
+                if outcome.decided:  # an update expired by policy has nothing to say
                     tell_residents(case_id, "update", key=f"update#{n}",
-                                   message=outcome["values"]["message"])
+                                   message=outcome.values["message"])
                 n += 1
-                update = open_step(case_id, f"update#{n}", "update", "cs_supervisor", None)
+                update = open_step(case_id, f"update#{n}", "update", Role.CS_SUPERVISOR, None)
                 pending.append(update)
 
 
 def office_incident(case_id: int, office_class: str) -> None:
     """Office-area incidents follow their class (seed); front-line staff answer nothing."""
     if office_class == "A":  # an owner's agitated visit: received by the front desk
-        seen = ask(case_id, "receive#1", "receive", "csr")
-        if seen["values"]["media_present"]:
-            ask(case_id, "acknowledge-pr#1", "acknowledge", "pr")
+        seen = ask(case_id, "receive#1", "receive", Role.CSR)
+        if seen.values["media_present"]:
+            ask(case_id, "acknowledge-pr#1", "acknowledge", Role.PR)
     elif office_class == "B":  # a dismissed or criticised employee: HR owns it
-        ask(case_id, "handle#1", "handle", "hr")
+        ask(case_id, "handle#1", "handle", Role.HR)
     else:  # media or officials: PR and the manager at once
-        tell_role(case_id, "csr", "hold_answers", key="hold_answers")
-        ask_all(case_id, [("acknowledge-pr#1", "acknowledge", "pr"),
-                          ("acknowledge-project_manager#1", "acknowledge", "project_manager")])
-    ask(case_id, "resolve#1", "resolve", "cs_supervisor")
+        tell_role(case_id, Role.CSR, "hold_answers", key="hold_answers")
+        ask_all(case_id, [("acknowledge-pr#1", "acknowledge", Role.PR),
+                          ("acknowledge-project_manager#1", "acknowledge", Role.PROJECT_MANAGER)])
+    ask(case_id, "resolve#1", "resolve", Role.CS_SUPERVISOR)

@@ -18,6 +18,8 @@ from pydantic import Field, create_model
 
 from core import labels
 from core.settings import get_settings
+from core.vocabulary import SETTLED
+from flows.outcome import StepOutcome
 from models.db import unit_of_work
 from models.directory import step as load_step
 from models.forms import FORMS
@@ -45,7 +47,6 @@ def _ui_form(kind: str) -> type[RunInput]:
 
 
 UI_FORMS = {kind: _ui_form(kind) for kind in FORMS}
-SETTLED = ("decided", "lapsed", "cancelled")
 
 
 def _summary(step_id: int) -> str:
@@ -71,22 +72,15 @@ def _wait(step_id: int, kind: str, key: str) -> dict[str, Any]:
         replay.before_suspend()
         answer = suspend_flow_run(wait_for_input=form, timeout=None, key=key)
     else:
-        answer = pause_flow_run(wait_for_input=form, timeout=PAUSE_TIMEOUT, key=key,
-                                poll_interval=get_settings().pause_poll_seconds)  # type: ignore[arg-type]
+        # Prefect annotates poll_interval as int, but only sleeps for it: a fraction of a
+        # second (tests) works.
+        answer = pause_flow_run(wait_for_input=form, timeout=PAUSE_TIMEOUT, key=key,  # type: ignore[call-overload]
+                                poll_interval=get_settings().pause_poll_seconds)
     return answer.model_dump() if answer is not None else {}
 
 
 class StepCancelled(RuntimeError):
     """A step the flow asked is cancelled: it has no answer to go on with."""
-
-
-def _outcome(state: dict[str, Any]) -> dict[str, Any]:
-    status = state["status"]
-    return {"status": status, "decided": status == "decided", "lapsed": status == "lapsed",
-            "cancelled": status == "cancelled",
-            # Only a decision has values: a lapsed or cancelled step answered nothing.
-            "values": state["values"] if status == "decided" else {},
-            "decided_by": state["decided_by"] if status == "decided" else None}
 
 
 def _settle_order(item: tuple[int, dict[str, Any]]) -> tuple[float, bool, int]:
@@ -98,13 +92,13 @@ def _settle_order(item: tuple[int, dict[str, Any]]) -> tuple[float, bool, int]:
             state["decision_id"] or step_id)
 
 
-def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[int, dict[str, Any]]:
+def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[int, StepOutcome]:
     """Wait until all (or any) of the steps are settled, escalating lapses meanwhile.
 
-    Returns the outcome of each settled step (see _outcome), in the order the record settled
-    them. A replay finds more settled than the first pass did (a resolve, then the update it
-    cancelled): a body that acts on them in this order, and stops where it stopped before,
-    takes the same path from the record. Read "values" only where "decided" is true.
+    Returns the outcome of each settled step, in the order the record settled them. A replay
+    finds more settled than the first pass did (a resolve, then the update it cancelled): a
+    body that acts on them in this order, and stops where it stopped before, takes the same
+    path from the record. Only a decided outcome has values.
     """
     wakes = 0
     while True:
@@ -115,7 +109,8 @@ def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[i
         for state in states.values():
             for escalation_id, level in state["pending_escalations"]:
                 escalate(escalation_id, level=level)
-        done = {sid: _outcome(st) for sid, st in sorted(states.items(), key=_settle_order)
+        done = {sid: StepOutcome.from_state(sid, st)
+                for sid, st in sorted(states.items(), key=_settle_order)
                 if st["status"] in SETTLED}
         if _over(states, step_ids, need):
             return done
@@ -140,16 +135,16 @@ def _set_key(step_ids: list[int]) -> str:
 
 
 def ask(case_id: int, key: str, kind: str, role: str,
-        assignee_id: int | None = None, context: dict[str, Any] | None = None) -> dict[str, Any]:
+        assignee_id: int | None = None, context: dict[str, Any] | None = None) -> StepOutcome:
     """One step: returns its outcome once decided or expired."""
     step_id = open_step(case_id, key, kind, role, assignee_id, context)
     outcome = wait_for([step_id])[step_id]
-    if outcome["cancelled"]:
+    if outcome.cancelled:
         raise StepCancelled(f"step {key} of case {case_id} was cancelled: nothing was decided")
     return outcome
 
 
-def ask_all(case_id: int, asks: list[tuple[str, str, str]]) -> dict[str, dict[str, Any]]:
+def ask_all(case_id: int, asks: list[tuple[str, str, str]]) -> dict[str, StepOutcome]:
     """Several steps at once (a fan-out), answered in any order: outcomes by step key."""
     ids = {key: open_step(case_id, key, kind, role, None) for key, kind, role in asks}
     outcomes = wait_for(list(ids.values()), need="all")

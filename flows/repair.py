@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prefect import flow
 
+from core.vocabulary import Role
 from flows.human import ask
+from models.complaint import opens_complaint
 from tasks.cases import close_case, intake, tell_reporter
 from tasks.repair import assign, auto_dispatch, complain_about
 
@@ -17,7 +19,7 @@ def repair(case_id: int, number: str) -> str:
     # 3. Dispatch: by skill and load, else a technical supervisor assigns it.
     technician = auto_dispatch(case_id)
     if technician is None:
-        technician = ask(case_id, "dispatch#1", "dispatch", "tech_supervisor")["values"][
+        technician = ask(case_id, "dispatch#1", "dispatch", Role.TECH_SUPERVISOR).values[
             "technician"]
 
     # 4. The technician accepts; a supervisor deciding instead may hand it to someone else.
@@ -25,17 +27,18 @@ def repair(case_id: int, number: str) -> str:
     while True:
         attempt += 1
         technician_name = assign(case_id, technician, attempt)
-        accepted = ask(case_id, f"accept#{attempt}", "accept", "technician", technician)
-        if accepted["values"].get("reassign_to") is None:
+        accepted = ask(case_id, f"accept#{attempt}", "accept", Role.TECHNICIAN, technician)
+        reassign_to = accepted.number("reassign_to")
+        if reassign_to is None:
             break
-        technician = accepted["values"]["reassign_to"]
+        technician = reassign_to
     tell_reporter(case_id, "accepted", key="accepted", technician=technician_name,
-               eta=accepted["values"].get("eta") or "")
+                  eta=accepted.text("eta"))
 
     # A paid repair starts only once the owner accepts the quote.
     if case["paid"]:
-        quote = ask(case_id, "quote#1", "quote", "owner")
-        if quote["lapsed"] or not quote["values"]["accepted"]:
+        quote = ask(case_id, "quote#1", "quote", Role.OWNER)
+        if quote.lapsed or not quote.values["accepted"]:
             close_case(case_id, "quote_refused")
             return "quote_refused"
 
@@ -43,27 +46,26 @@ def repair(case_id: int, number: str) -> str:
     round_ = 0
     while True:
         round_ += 1
-        done = ask(case_id, f"complete#{round_}", "complete", "technician", technician)
-        tell_reporter(case_id, "completed", key=f"completed#{round_}", **{
-            k: str(done["values"].get(k) or "") for k in ("diagnosis", "charge")})
-        verdict = ask(case_id, f"owner_acceptance#{round_}", "owner_acceptance", "owner")
-        if verdict["values"]["accepted"]:
+        done = ask(case_id, f"complete#{round_}", "complete", Role.TECHNICIAN, technician)
+        tell_reporter(case_id, "completed", key=f"completed#{round_}",
+                      diagnosis=done.text("diagnosis"), charge=done.text("charge"))
+        verdict = ask(case_id, f"owner_acceptance#{round_}", "owner_acceptance", Role.OWNER)
+        if verdict.values["accepted"]:
             break
         tell_reporter(case_id, "reinspection", key=f"reinspection#{round_}")
-        finding = ask(case_id, f"reinspection#{round_}", "reinspection", "tech_supervisor")
-        if not finding["values"]["redo"]:
+        finding = ask(case_id, f"reinspection#{round_}", "reinspection", Role.TECH_SUPERVISOR)
+        if not finding.values["redo"]:
             break
 
     # 7. Callback within 24 h; no answer, or not reached: the front desk phones the owner.
-    callback = ask(case_id, "callback#1", "callback", "owner")
-    if callback["lapsed"] or not callback["values"].get("reached", True):
-        callback = ask(case_id, "phone_callback#1", "phone_callback", "csr")
+    callback = ask(case_id, "callback#1", "callback", Role.OWNER)
+    if callback.lapsed or not callback.flag("reached", default=True):
+        callback = ask(case_id, "phone_callback#1", "phone_callback", Role.CSR)
 
-    # A rating of 1 or 2 is a complaint in all but name: it opens one, linked.
-    rating = callback["values"].get("rating")
-    if rating is not None and rating <= 2:
-        complain_about(case_id, rating, callback["values"].get("comment", ""),
-                       callback["decided_by"])
+    # A low rating is a complaint in all but name (the policy says how low): it opens one.
+    rating = callback.number("rating")
+    if rating is not None and opens_complaint(rating):
+        complain_about(case_id, rating, callback.text("comment"), callback.decided_by)
 
     close_case(case_id, "done")
     return "done"

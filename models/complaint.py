@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 from pydantic import ConfigDict, Field
@@ -10,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from core import procedures
 from core.errors import PropflowError
+from core.policy import Policy, get_policy
 from core.policy import Procedure as PolicySection
 from models import directory, lifecycle, limits
 from models.authority import staff_of
@@ -17,9 +20,6 @@ from models.cases import Case
 from models.intake import Intake, Opening, Place
 from models.org import Staff
 from models.validate import IntakeChannel, Phone, StaffRef, choice, text
-
-# A refused result is reinvestigated one level up; the second refusal reaches the manager.
-REOPEN_LEVELS = ("cs_supervisor", "project_manager")
 
 
 class ComplaintIntake(Intake):
@@ -84,12 +84,25 @@ def _first_responder(session: Session, community_id: int,
     return desk[0]
 
 
-def investigator(department: str, level: int) -> str:
-    """Level 0 is the responsible department; each refusal goes one level up."""
-    ladder = [department, *[r for r in REOPEN_LEVELS if r != department]]
+def investigator(department: str, level: int, policy: Policy | None = None) -> str:
+    """Level 0 is the responsible department; each refusal goes one level up the ladder of
+    procedures.complaint.reopen_levels (default: the CS supervisor, then the manager)."""
+    levels = (policy or get_policy()).procedures["complaint"].reopen_levels
+    ladder = [department, *[r for r in levels if r != department]]
     return ladder[min(level, len(ladder) - 1)]
 
 
-def needs_approval(values: dict[str, object]) -> bool:
-    """A compensation or an exception needs the project manager (seed)."""
-    return float(str(values.get("compensation") or 0)) > 0 or bool(values.get("exception"))
+def needs_approval(values: Mapping[str, object], policy: Policy | None = None) -> bool:
+    """A compensation above procedures.complaint.approval_above yuan (seed: any), or an
+    exception, needs the project manager."""
+    above = (policy or get_policy()).procedures["complaint"].approval_above
+    compensation = Decimal(str(values.get("compensation") or 0))
+    return compensation > above or bool(values.get("exception"))
+
+
+def opens_complaint(rating: int | None, policy: Policy | None = None) -> bool:
+    """A repair's callback rated procedures.repair.complaint_rating or lower (seed: 1 or 2
+    of 5) is a complaint in all but name: it opens one, linked to the work order."""
+    if rating is None:  # not reached, or the owner gave no rating
+        return False
+    return rating <= (policy or get_policy()).procedures["repair"].complaint_rating

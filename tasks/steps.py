@@ -47,6 +47,7 @@ def read_steps(step_ids: list[int]) -> dict[int, dict[str, Any]]:
                 Escalation.step_id == step_id, Escalation.handled_at.is_(None)
             ).order_by(Escalation.level))
             out[step_id] = {
+                "key": step.key,
                 "form": form_key(step.case.procedure, step.kind),
                 "status": step.status,
                 "values": decision.values if decision else {},

@@ -20,6 +20,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
@@ -107,6 +108,22 @@ class Procedure(_Strict):
     categories: dict[str, Category] = {}
     kinds: dict[str, Kind] = {}
     steps: dict[str, dict[str, WindowRule]]
+    # Thresholds the company tunes; each is read by the procedure it names (default: seed).
+    # repair: a callback rated this or lower (1-5) opens a complaint about the work order.
+    complaint_rating: int = 2
+    # complaint: a result the complainant refuses is reinvestigated one level up this ladder
+    # (the responsible department first, then each role here in turn).
+    reopen_levels: list[str] = ["cs_supervisor", "project_manager"]
+    # complaint: a compensation above this many yuan needs the project manager's approval.
+    approval_above: Decimal = Field(Decimal(0), ge=0)
+
+    @field_validator("complaint_rating")
+    @classmethod
+    def _a_rating(cls, value: int) -> int:
+        if not 1 <= value <= 5:
+            raise ValueError("回访评分只有 1-5 分；expected a rating from 1 to 5: a callback "
+                             "rated this or lower opens a complaint")
+        return value
 
 
 class Escalation(_Strict):
@@ -327,6 +344,10 @@ def _check_meaning(path: Path, policy: Policy) -> None:
                           f"window for each of its steps {list(STEPS[name])}")
     for name, proc in policy.procedures.items():
         _check_procedure(path, name, proc)
+        if proc.approval_above > policy.limits.money_max:
+            raise _refuse(path, f"procedures.{name}.approval_above", f"超过表单可接受的最大金额 "
+                          f"{policy.limits.money_max}；expected at most limits.money_max, or "
+                          "no compensation would ever need approval")
 
 
 def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
@@ -339,6 +360,7 @@ def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
                       f"{declared!r} (core/procedures.py), or no prefix here")
     if proc.chain is not None:
         check_roles(path, f"{at}.chain", proc.chain)
+    check_roles(path, f"{at}.reopen_levels", proc.reopen_levels)
     _check_role_keys(path, f"{at}.level_windows", proc.level_windows)
     for key, category in proc.categories.items():
         if category.department is not None:
