@@ -25,7 +25,8 @@ def auto_dispatch(case_id: int) -> int | None:
             case.data = {**case.data, "auto_dispatch": chosen}
             audit(session, at=now(), actor="system", action="auto_dispatch", case_id=case_id,
                   technician=chosen)
-        return case.data["auto_dispatch"]
+        technician: int | None = case.data["auto_dispatch"]
+        return technician
 
 
 @db_task(name="assign")
@@ -64,7 +65,8 @@ OPENER = f"open-complaint@{socket.gethostname()}:{os.getpid()}"
 
 @db_task(name="open-complaint")
 def complain_about(case_id: int, rating: int, comment: str, received_by: int | None) -> str:
-    """A callback rated 1 or 2 opens a complaint on its own, linked to the work order."""
+    """A callback rated low (models.complaint.opens_complaint) opens a complaint on its own,
+    linked to the work order."""
     from models.intake import open_case
     from models.org import Unit
 
@@ -79,7 +81,8 @@ def complain_about(case_id: int, rating: int, comment: str, received_by: int | N
                 received_by=received_by, repair=case.number), now())
             case.data = {**case.data, "complaint": opened.number, "complaint_id": opened.id}
             runs.claim_new(opened, OPENER)  # so the SLA clock does not start it as well
-        number, complaint_id = case.data["complaint"], case.data["complaint_id"]
+        number: str = case.data["complaint"]
+        complaint_id: int = case.data["complaint_id"]
     # Outside the transaction: if Prefect is away the SLA clock starts it later. A replay
     # or a retry finds the run started (or claimed by another) and starts nothing.
     runs.start_pending(complaint_id, OPENER)

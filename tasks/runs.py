@@ -17,7 +17,7 @@ from core.errors import PropflowError
 from core.procedures import PROCEDURES
 from core.settings import get_settings
 from models.cases import Case
-from models.db import unit_of_work
+from models.db import rowcount, unit_of_work
 
 log = logging.getLogger("propflow.runs")
 
@@ -27,6 +27,7 @@ DEPLOYMENTS = {p.name: p.deployment_path for p in PROCEDURES.values()}
 
 def start(procedure: str, case_id: int, number: str) -> str | None:
     """Create the case's flow run from its deployment; the served runner picks it up."""
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
 
     try:
@@ -37,6 +38,8 @@ def start(procedure: str, case_id: int, number: str) -> str | None:
     except Exception as exc:  # Prefect down or deployment not served yet: retried later
         log.warning("could not start the %s run for %s: %s", procedure, number, exc)
         return None
+    # Called from sync code, Prefect's sync-or-async wrapper gives the run, not a coroutine.
+    assert isinstance(run, FlowRun)
     return str(run.id)
 
 
@@ -56,11 +59,11 @@ def claim(session: Session, case_id: int, by: str) -> bool:
     """Take the start of a case's first run. One conditional UPDATE: of several replicas
     (or an opener and the SLA clock) exactly one wins, and nobody starts a second run."""
     at = now()
-    done = session.execute(
+    done = rowcount(session.execute(
         update(Case).where(Case.id == case_id, claimable(by, at))
         .values(run_claimed_by=by, run_claimed_at=at)
-        .execution_options(synchronize_session=False))
-    return done.rowcount == 1  # type: ignore[attr-defined]
+        .execution_options(synchronize_session=False)))
+    return done == 1
 
 
 def claim_new(case: Case, by: str) -> None:
@@ -171,6 +174,8 @@ def _state(flow_run_id: str) -> str:
     try:
         with get_client(sync_client=True) as client:
             state = client.read_flow_run(UUID(flow_run_id)).state
-        return state.name if state else "starting"
+        if state is None:
+            return "starting"
+        return state.name or state.type.value.title()  # Prefect's default name
     except Exception:  # the state only explains; not knowing it changes nothing
         return "running"
