@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core import procedures
 from core.roles import ROLES
+from core.vocabulary import Role
 
 ROLE_EN = {
     "csr": "customer-service officer", "steward": "steward",
@@ -29,7 +30,7 @@ def pick(pair: tuple[str, str], lang: str) -> str:
 def role(key: str | None, lang: str) -> str:
     if not key:
         return ""
-    zh = "业主" if key == "owner" else ROLES.get(key, key)
+    zh = "业主" if key == Role.OWNER else ROLES.get(key, key)
     return zh if lang == "zh-CN" else ROLE_EN.get(key, key)
 
 

@@ -16,12 +16,13 @@ from sqlalchemy.orm import Session
 from core.errors import Forbidden, NotFound, PropflowError
 from core.policy import get_policy
 from core.roles import LAST_RESORT
+from core.vocabulary import Role
 from models.cases import Step
 from models.directory import people_in_role, roles_of
 from models.org import Community, Staff
 
 # Decision fields that name a member of staff, and the role that person must hold.
-STAFF_FIELDS = {"technician": "technician", "reassign_to": "technician"}
+STAFF_FIELDS = {"technician": Role.TECHNICIAN, "reassign_to": Role.TECHNICIAN}
 
 
 def chain_of(step: Step) -> list[str]:

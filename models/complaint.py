@@ -14,6 +14,7 @@ from core import procedures
 from core.errors import PropflowError
 from core.policy import Policy, get_policy
 from core.policy import Procedure as PolicySection
+from core.vocabulary import Role
 from models import directory, lifecycle, limits
 from models.authority import staff_of
 from models.cases import Case
@@ -50,7 +51,7 @@ class ComplaintIntake(Intake):
             reporter=self.complainant, phone=self.phone, description=self.description,
             category=self.category, channel=self.channel, actor=f"staff:{responder.id}",
             data={"first_responder": responder.id,
-                  "department": policy.categories[self.category].department or "cs_supervisor"},
+                  "department": policy.categories[self.category].department or Role.CS_SUPERVISOR},
             audit={"category": self.category, "first_responder": responder.id},
         )
 
@@ -77,7 +78,7 @@ def _first_responder(session: Session, community_id: int,
         # Whoever receives it owns it (首问责任制), whatever their role: any active staff of
         # the community, or of the company, but not a stranger to the complainant's community.
         return staff_of(session, community_id, received_by, field="received_by")
-    desk = directory.people_in_role(session, community_id, "csr")
+    desk = directory.people_in_role(session, community_id, Role.CSR)
     if not desk:
         raise PropflowError("received_by：该项目没有客服专员；expected --received-by STAFF",
                             field="received_by")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from core.errors import NotFound
 from core.policy import Procedure as PolicySection
+from core.vocabulary import Priority
 from models import directory, limits
 from models.intake import Intake, Opening, Place
 from models.org import Building
@@ -48,7 +49,7 @@ class EmergencyIntake(Intake):
         info = policy.kinds[self.kind]
         return Opening(
             reporter=self.reporter, phone=self.phone, description=self.location,
-            category=self.kind, priority="high", actor="reporter",
+            category=self.kind, priority=Priority.HIGH, actor="reporter",
             data={"location": self.location, "buildings": self.buildings,
                   "office_class": info.office_class,
                   "fanout": [d.model_dump() for d in info.fanout]},

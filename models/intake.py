@@ -22,7 +22,7 @@ from core import procedures
 from core.errors import PropflowError
 from core.policy import Procedure as PolicySection
 from core.policy import get_policy
-from core.vocabulary import CaseStatus
+from core.vocabulary import CaseStatus, Channel, Priority
 from models import directory, notices
 from models.cases import Case
 from models.numbers import next_number
@@ -45,8 +45,8 @@ class Opening:
     category: str
     actor: str  # who opened it, on the timeline
     phone: str = ""  # told "received" when there is one
-    priority: str = "medium"
-    channel: str = "phone"
+    priority: str = Priority.MEDIUM
+    channel: str = Channel.PHONE
     paid: bool = False
     data: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)  # case_opened's detail

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from core.policy import Procedure as PolicySection
 from core.policy import get_policy
 from core.procedures import PRIORITIES
+from core.vocabulary import Priority, Role
 from models import directory, limits
 from models.authority import staff_of
 from models.cases import Case
@@ -49,8 +50,8 @@ class RepairIntake(Intake):
                                 field="received_by").id
         priority = self.priority
         # Safety words raise the priority (seed: a leak is dispatched at once).
-        if priority != "high" and any(word in self.description for word in policy.high_keywords):
-            priority = "high"
+        if priority != Priority.HIGH and any(w in self.description for w in policy.high_keywords):
+            priority = Priority.HIGH
         rule = policy.categories[self.category]
         today = now.astimezone(ZoneInfo(get_policy().timezone)).date()
         warranty = place.unit.warranty_until if place.unit else None
@@ -72,7 +73,7 @@ def choose_technician(session: Session, case: Case) -> int | None:
     if case.data.get("complex"):
         return None
     skills = set(case.data.get("skills", []))
-    fits = [p for p in directory.people_in_role(session, case.community_id, "technician")
+    fits = [p for p in directory.people_in_role(session, case.community_id, Role.TECHNICIAN)
             if p.skill_set & skills]
     if not fits:
         return None

@@ -18,6 +18,7 @@ from core.procedures import PROCEDURES
 from core.procedures import get as get_procedure
 from core.roles import ROLES
 from core.settings import get_settings
+from core.vocabulary import CaseStatus, StepStatus
 from models import directory, intake, lifecycle, limits, notices, steps
 from models.authority import chain_of, check_decider, rule_allowing
 from models.cases import Case, Step
@@ -118,7 +119,7 @@ def _mine(step: Step, person: Staff) -> bool:
 
 
 def list_steps(case: str | None = None, role: str | None = None,
-               status: str | None = "waiting", mine: int | str | None = None,
+               status: StepStatus | None = StepStatus.WAITING, mine: int | str | None = None,
                overdue: bool = False) -> list[dict[str, Any]]:
     """Steps by case, by the role they wait on now, as one person's work, or overdue."""
     if role:  # a misspelt role would list nothing and look like an empty queue
@@ -131,7 +132,7 @@ def list_steps(case: str | None = None, role: str | None = None,
         if status:
             query = query.where(Step.status == status)
         if overdue:
-            query = query.where(Step.status == "waiting",
+            query = query.where(Step.status == StepStatus.WAITING,
                                 or_(Step.breached.is_(True), Step.due_at <= now()))
         found = list(session.scalars(query.options(selectinload(Step.case))))
         if role:
@@ -175,7 +176,7 @@ def show_step(step_id: int | str) -> dict[str, Any]:
             fields=[{"name": name, "type": _type_name(info.annotation),
                      "required": info.is_required(), "description": info.description or ""}
                     for name, info in form.model_fields.items()],
-            may_decide=[] if step.status != "waiting" else _deciders(session, step),
+            may_decide=[] if step.status != StepStatus.WAITING else _deciders(session, step),
         )
         if step.decision:
             d = step.decision
@@ -217,7 +218,7 @@ def case_summary(session: Any, case: Case) -> dict[str, Any]:
         "created_at": notices.local(case.created_at), "closed_at": notices.local(case.closed_at),
         "flow_run_id": case.flow_run_id,
         # As run supervision last saw it; once closed, the run no longer matters.
-        "run_state": case.run_state if case.status != "closed" else None,
+        "run_state": case.run_state if case.status != CaseStatus.CLOSED else None,
         "run_restarts": case.run_restarts or 0,
     }
 

@@ -15,6 +15,7 @@ import typer.main
 from typer.core import TyperGroup
 
 from core.errors import PropflowError
+from core.vocabulary import CaseStatus, StepStatus
 
 
 class _Procedures(TyperGroup):
@@ -199,7 +200,7 @@ def steps_list(case: str | None = typer.Option(None, "--case"),
     if mine and as_staff is None:
         raise PropflowError("as：--mine 需要 --as 员工编号；expected --mine --as STAFF",
                             field="as")
-    rows = service.list_steps(case=case, role=role, status=None if all_ else "waiting",
+    rows = service.list_steps(case=case, role=role, status=None if all_ else StepStatus.WAITING,
                               mine=as_staff, overdue=overdue)
     if not as_json:  # names beside ids
         for row in rows:
@@ -301,7 +302,7 @@ def cases_show(number: str, as_json: bool = JSON) -> None:
         restarts = data["run_restarts"]
         print(f"run_state: {data['run_state']}"
               f"{f' (自动重启 {restarts} 次 / restarted {restarts}x)' if restarts else ''}")
-    if data["status"] == "stuck":
+    if data["status"] == CaseStatus.STUCK:
         print("流程停滞 (stuck)：按记录自动重启后仍未恢复，已通知公司客服中心；"
               "expected a person to read the run's log in the Prefect UI and act")
     print("\n步骤 steps:")
