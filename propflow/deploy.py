@@ -23,7 +23,7 @@ PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 def apply(path: Path = PREFECT_YAML) -> list[str]:
     """Every deployment of the file, created or updated in place; their full names."""
     from prefect.client.orchestration import get_client
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.flows import Flow, load_flow_from_entrypoint
     from prefect.utilities.callables import parameter_schema
 
     config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -31,7 +31,7 @@ def apply(path: Path = PREFECT_YAML) -> list[str]:
     with get_client(sync_client=True) as client:
         for spec in config["deployments"]:
             file, _, function = spec["entrypoint"].partition(":")
-            flow = load_flow_from_entrypoint(f"{path.parent / file}:{function}")
+            flow: Flow[..., Any] = load_flow_from_entrypoint(f"{path.parent / file}:{function}")
             pool = spec.get("work_pool") or {}
             client.create_deployment(
                 flow_id=client.create_flow_from_name(flow.name),
