@@ -50,6 +50,7 @@ class Bench:
     def __init__(self, name: str, pg: bool, mode: str = "training") -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix=f"propflow-bench-{name}-"))
         self.pg_name = f"propflow_bench_{uuid.uuid4().hex[:8]}" if pg else None
+        self.prefect_pg: str | None = None
         self.procs: list[subprocess.Popen] = []
         # A plain `kill` should still stop our servers and drop the database: unwind instead.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -79,11 +80,12 @@ class Bench:
                 proc.wait(10)
         if "models.db" in sys.modules:
             sys.modules["models.db"].dispose_engines()
-        if self.pg_name:
-            import psycopg
+        for name in (self.pg_name, self.prefect_pg):
+            if name:
+                import psycopg
 
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)')
+                with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def spawn(self, args: list[str], log: str, **env: str) -> subprocess.Popen:
@@ -93,13 +95,24 @@ class Bench:
         self.procs.append(proc)
         return proc
 
-    def prefect_server(self) -> subprocess.Popen:
-        """`prefect server start` on a free port; PREFECT_API_URL points at it from now on."""
+    def prefect_server(self, pg: bool = False) -> subprocess.Popen:
+        """`prefect server start` on a free port; PREFECT_API_URL points at it from now on.
+        Its own database is SQLite under the bench's home, or with `pg` a throwaway
+        PostgreSQL database, as in production (README "Scaling out")."""
         import httpx
 
+        env = {}
+        if pg:
+            import psycopg
+
+            self.prefect_pg = f"prefect_bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                conn.execute(f'CREATE DATABASE "{self.prefect_pg}"')
+            env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
+                f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.prefect_pg}")
         port = free_port()
         proc = self.spawn([str(Path(PY).parent / "prefect"), "server", "start", "--host",
-                           "127.0.0.1", "--port", str(port)], "prefect-server.log")
+                           "127.0.0.1", "--port", str(port)], "prefect-server.log", **env)
         url = f"http://127.0.0.1:{port}/api"
         os.environ["PREFECT_API_URL"] = url
 
@@ -155,8 +168,19 @@ class Bench:
         return proc
 
 
-def tree(pid: int) -> tuple[int, float]:
-    """(process count, summed VmRSS in MiB) of pid and all its descendants, from /proc."""
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of pid and its descendants, living or waited for."""
+    total = 0
+    for p in _members(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _members(pid: int) -> list[int]:
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -169,6 +193,12 @@ def tree(pid: int) -> tuple[int, float]:
     while frontier:
         frontier = [p for p, pp in parents.items() if pp in frontier]
         members += frontier
+    return members
+
+
+def tree(pid: int) -> tuple[int, float]:
+    """(process count, summed VmRSS in MiB) of pid and all its descendants, from /proc."""
+    members = _members(pid)
     kib = 0
     for p in members:
         try:

@@ -41,6 +41,8 @@ parser.add_argument("--poll", type=float, default=None,
                          "as in production: 0.5 (threads), 2 (processes)")
 parser.add_argument("--pause-poll", type=float, default=2.0, help="PROPFLOW_PAUSE_POLL_SECONDS")
 parser.add_argument("--pg", action="store_true")
+parser.add_argument("--prefect-pg", action="store_true",
+                    help="the Prefect server on PostgreSQL too (default: its SQLite)")
 parser.add_argument("--no-inprocess", action="store_true")
 args = parser.parse_args()
 if args.poll is None:
@@ -120,7 +122,7 @@ def phases(run_id: str, before: datetime, decided: datetime,
 
 with Bench("decision", args.pg) as bench:
     os.environ["PROPFLOW_PAUSE_POLL_SECONDS"] = str(args.pause_poll)
-    bench.prefect_server()
+    bench.prefect_server(args.prefect_pg)
     demo = bench.prepare()
     from propflow import actions
     from tasks import runs
@@ -146,6 +148,8 @@ with Bench("decision", args.pg) as bench:
         # Let the run suspend again before the next decision, so each is measured alone.
         until("the run to suspend", lambda run_id=case["flow_run_id"]: flow_run_states(
               {run_id})[run_id] == "Suspended", timeout=120, every=0.2)
+    print("load average (1, 5, 15 min; others' work on this machine counts too): "
+          + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     print(f"served (suspend/replay), executor {args.executor}, poll {args.poll}s, "
           f"{'PostgreSQL' if args.pg else 'SQLite'}: {stats(served)}")
     took = [c for c, _ in calls]
@@ -173,6 +177,7 @@ with Bench("decision", args.pg) as bench:
             until("accept#1", lambda n=case["number"]: waiting(n, "accept#1"), timeout=600)
             suspended(case["flow_run_id"])
         at_step: dict[int, list[float]] = {3: [], 30: []}
+        step_parts: dict[int, list[tuple[float, float, float]]] = {3: [], 30: []}
         t_deep = time.monotonic()
 
         def advance(key: str, values: dict[str, str], then: str, who: int | None = None,
@@ -180,8 +185,10 @@ with Bench("decision", args.pg) as bench:
             """Every deep case decides `key`; measured one at a time, else all at once."""
             if measure:
                 for case in deep:
-                    took = latency(case["number"], key, values, who, then)[0]
+                    took, before, decided = latency(case["number"], key, values, who, then)
                     at_step[measure].append(took)
+                    step_parts[measure].append(phases(case["flow_run_id"], before, decided,
+                                                      took))
                     suspended(case["flow_run_id"])
                 return
             for case in deep:
@@ -203,6 +210,11 @@ with Bench("decision", args.pg) as bench:
               f"on the 3rd step {stats(at_step[3])}")
         print(f"  on the 30th step {stats(at_step[30])}; 30th/3rd medians "
               f"{thirtieth / third:.2f} ({(thirtieth / third - 1) * 100:+.0f} %)")
+        for n in (3, 30):  # the replay is the part a longer history could make slower
+            pickup, start, replay = (statistics.median(p) for p in zip(*step_parts[n],
+                                                                       strict=True))
+            print(f"  step {n} medians: pick-up {pickup:.2f}s + start {start:.2f}s + replay "
+                  f"to the next step {replay:.2f}s")
         time.sleep(3)
         from prefect.client.orchestration import get_client
         from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId

@@ -12,12 +12,13 @@ Runner, a new interpreter per run.
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime
 
-from common import Bench, flow_run_states, tree, until
+from common import Bench, cpu_seconds, flow_run_states, tree, until
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--cases", type=int, default=200)
@@ -27,6 +28,8 @@ parser.add_argument("--poll", type=float, default=None,
                     help="PROPFLOW_RUN_POLL_SECONDS / PREFECT_RUNNER_POLL_FREQUENCY; default "
                          "as in production: 0.5 (threads), 2 (processes)")
 parser.add_argument("--pg", action="store_true")
+parser.add_argument("--prefect-pg", action="store_true",
+                    help="the Prefect server on PostgreSQL too (default: its SQLite)")
 args = parser.parse_args()
 if args.poll is None:
     args.poll = 0.5 if args.executor == "threads" else 2.0
@@ -38,7 +41,7 @@ def show(label: str, pid: int) -> None:
 
 
 with Bench("waiting", args.pg) as bench:
-    server = bench.prefect_server()
+    server = bench.prefect_server(args.prefect_pg)
     demo = bench.prepare()
     from sqlalchemy import func, select
 
@@ -64,6 +67,9 @@ with Bench("waiting", args.pg) as bench:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
 
+    # Where the two cores went: the service, the Prefect server, and this process opening.
+    cpu0 = {p: cpu_seconds(p) for p in (serve.pid, server.pid)}
+    own0 = time.process_time()  # this process alone: the servers are its children
     t0, wall0 = time.monotonic(), datetime.now(UTC)
     runs: set[str] = set()
     for i in range(args.cases):
@@ -109,7 +115,11 @@ with Bench("waiting", args.pg) as bench:
           time.monotonic() - settle > 30, timeout=60, every=0.5)
     sampling = False
     sampler.join()
+    cpu = {p: cpu_seconds(p) - c for p, c in cpu0.items()}
+    own = time.process_time() - own0
 
+    print("load average (1, 5, 15 min; others' work on this machine counts too): "
+          + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
     print(f"\nresults, {args.cases} cases, executor {args.executor}, poll {args.poll}s, "
           f"{'PostgreSQL' if args.pg else 'SQLite'}:")
     print(f"opened {args.cases} cases (each creates its flow run) in {opened:.1f}s "
@@ -136,3 +146,7 @@ with Bench("waiting", args.pg) as bench:
     print(f"serve tree peak while starting: {peak['count']} processes, "
           f"{peak['rss']:.0f} MiB RSS")
     show("Prefect server tree (reference)", server.pid)
+    print(f"CPU seconds during the burst: propflow serve {cpu[serve.pid]:.0f}, Prefect server "
+          f"{cpu[server.pid]:.0f}, this process "
+          f"(opening) {own:.0f}; {args.cases} cases in {times['suspended']:.0f}s "
+          f"of wall time on {os.cpu_count()} cores")
