@@ -168,7 +168,8 @@ def test_two_replicas_and_a_pool_worker_start_escalate_and_close_every_case_once
 
     lags: list[float] = []  # decision -> the case's next step waiting (or closed), seconds
     cluster.until("every case to close", _decider(numbers, lags), timeout=420)
-    runs = cluster.until("every run to complete", lambda: _in_state(numbers, "Completed"))
+    runs = cluster.until("every run to complete", lambda: _in_state(numbers, "Completed"),
+                         timeout=420)
 
     # Exactly one run per case, and the case points at it.
     assert Counter(r.name for r in runs) == dict.fromkeys(numbers, 1)
