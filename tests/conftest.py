@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -146,4 +146,20 @@ def policy_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignor
         return path
 
     yield write
+    reset_settings()
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
+    """Set PROPFLOW_* variables for one test; settings are re-read now and after."""
+    names: list[str] = []
+
+    def set_(name: str, value: str) -> None:
+        names.append(name)
+        monkeypatch.setenv(name, value)
+        reset_settings()
+
+    yield set_
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
     reset_settings()

@@ -20,7 +20,7 @@ import models.cases
 import models.org
 import models.outbox  # noqa: F401  (every table must be in Base.metadata)
 from core import clock as clock_module
-from core.settings import DEMO_POLICY, reset_settings
+from core.settings import DEMO_POLICY
 from models import directory, steps
 from models.db import Base, get_engine, unit_of_work
 from propflow import actions as service
@@ -83,22 +83,6 @@ def nothing_changes(url: str) -> Iterator[None]:
     yield
     assert row_counts(url) == counts
     assert table_rows(url) == rows
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
-    """Set PROPFLOW_* variables for one test; settings are re-read now and after."""
-    names: list[str] = []
-
-    def set_(name: str, value: str) -> None:
-        names.append(name)
-        monkeypatch.setenv(name, value)
-        reset_settings()
-
-    yield set_
-    for name in names:
-        monkeypatch.delenv(name, raising=False)
-    reset_settings()
 
 
 @pytest.fixture

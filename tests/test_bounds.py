@@ -9,7 +9,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,23 +25,6 @@ from tests.test_bad_input import nothing_changes, ok, refused
 runner = CliRunner()
 PHONE = "13912345678"
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str, str], None]]:
-    """Set a PROPFLOW_* variable for one test; settings are read again now and after."""
-
-    names: list[str] = []
-
-    def set_(name: str, value: str) -> None:
-        names.append(name)
-        monkeypatch.setenv(name, value)
-        reset_settings()
-
-    yield set_
-    for name in names:
-        monkeypatch.delenv(name, raising=False)
-    reset_settings()
 
 
 def repair_open(**changes: str) -> list[str]:
