@@ -24,7 +24,7 @@ from propflow import actions, sla, supervise
 from propflow.cli import app as cli
 from tasks import runs
 from tests.flowkit import REPAIR, until
-from tests.servekit import state, waiting
+from tests.servekit import Service, state, waiting
 
 runner = CliRunner()
 
@@ -244,6 +244,16 @@ def flow_processes(service) -> list[int]:  # type: ignore[no-untyped-def]
     return found
 
 
+def suspended_repair(service: Service) -> tuple[str, str, int]:
+    """A repair waiting on accept#1 with its run suspended and no process left."""
+    case = actions.open_repair(**REPAIR)
+    number, first = case["number"], case["flow_run_id"]
+    step_id = until("accept#1", lambda: waiting(number, "accept#1"))
+    until("the run to suspend", lambda: state(first) == "Suspended")
+    until("the run's process to exit", lambda: service.children() == [])
+    return number, first, step_id
+
+
 @pytest.mark.slow
 @pytest.mark.usefixtures("prefect_api")
 def test_kill_9_of_a_flow_run_process_restarts_the_case_run(service, demo):
@@ -251,11 +261,7 @@ def test_kill_9_of_a_flow_run_process_restarts_the_case_run(service, demo):
     # default executor runs them inside the service, whose own kill -9 is the test below.
     service.env["PROPFLOW_EXECUTOR"] = "processes"
     service.start()
-    case = actions.open_repair(**REPAIR)
-    number, first = case["number"], case["flow_run_id"]
-    step_id = until("accept#1", lambda: waiting(number, "accept#1"))
-    until("the run to suspend", lambda: state(first) == "Suspended")
-    until("the run's process to exit", lambda: service.children() == [])
+    number, first, step_id = suspended_repair(service)
 
     actions.decide(step_id, demo["by_role"]["technician"], {"note": "马上到"})
     pids = until("the resumed run's process", lambda: flow_processes(service))
@@ -282,11 +288,7 @@ def test_kill_9_of_the_service_right_after_a_decision_then_restart(service, demo
     from core import clock
 
     service.start()
-    case = actions.open_repair(**REPAIR)
-    number, first = case["number"], case["flow_run_id"]
-    step_id = until("accept#1", lambda: waiting(number, "accept#1"))
-    until("the run to suspend", lambda: state(first) == "Suspended")
-    until("the run's process to exit", lambda: service.children() == [])
+    number, first, step_id = suspended_repair(service)
 
     actions.decide(step_id, demo["by_role"]["technician"], {"note": "马上到"})
     # Killed while its runner starts the resumed run: nobody is left to run it or to mark
