@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     executor: Literal["threads", "processes"] = "threads"
     run_threads: int = 8  # runs executing at once; a waiting (suspended) run takes none
     run_poll_seconds: float = 0.5  # how often serve asks Prefect for runs to take
+    # The web door (propflow/web), served by `propflow serve`; 0 serves none.
+    web_port: int = 8080
+    web_host: str = "127.0.0.1"
+    # Signs session cookies and one-tap links; unset: one is made once under PROPFLOW_HOME.
+    secret_key: str | None = None
 
     @property
     def db_url(self) -> str:
