@@ -30,6 +30,7 @@ from sqlalchemy import text  # noqa: E402
 from core import clock as clock_module  # noqa: E402
 from core.settings import reset_settings  # noqa: E402
 from models.db import Base, dispose_engines, get_engine, upgrade  # noqa: E402
+from tests.browser import any_page, browser, page_desktop, page_phone  # noqa: E402, F401
 from tests.servekit import service  # noqa: E402, F401
 from tests.servers import http_receiver, smtp_server  # noqa: E402, F401
 
