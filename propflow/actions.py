@@ -257,6 +257,10 @@ def show_case(number: str) -> dict[str, Any]:
 
 def notification_rows(session: Any, case_id: int | None,
                       to: str | None = None) -> list[dict[str, Any]]:
+    """What was sent, as shown to staff: an owner is addressed by phone (`owner:<phone>`),
+    and a phone is never shown, so it is masked here as in our logs."""
+    from core.faults import mask
+
     query = (select(Notification, Case.number).outerjoin(Case, Case.id == Notification.case_id)
              .order_by(Notification.id))
     if case_id is not None:
@@ -264,9 +268,9 @@ def notification_rows(session: Any, case_id: int | None,
     if to is not None:
         query = query.where(Notification.recipient == to)
     return [{"id": n.id, "case": number, "event": n.event, "to": n.recipient_name,
-             "recipient": n.recipient, "channel": n.channel, "status": n.status,
+             "recipient": mask(n.recipient), "channel": n.channel, "status": n.status,
              "subject": n.subject, "created_at": notices.local(n.created_at),
-             "attempts": n.attempts, "error": n.last_error}
+             "attempts": n.attempts, "error": mask(n.last_error) if n.last_error else None}
             for n, number in session.execute(query)]
 
 
