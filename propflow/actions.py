@@ -5,22 +5,22 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import object_session, selectinload
 
 from core import labels
 from core.clock import now
-from core.errors import Forbidden
+from core.errors import Forbidden, NotFound, PropflowError
 from core.policy import get_policy
 from core.procedures import PROCEDURES
 from core.procedures import get as get_procedure
 from core.roles import ROLES
 from core.settings import get_settings
 from core.vocabulary import CaseStatus, StepStatus
-from models import directory, intake, lifecycle, limits, notices, steps
-from models.authority import chain_of, check_decider, rule_allowing
+from models import directory, intake, lifecycle, limits, notices, scope, steps
+from models.authority import chain_of, check_decider, reached, rule_allowing
 from models.cases import Case, Step
 from models.db import unit_of_work
 from models.org import Staff, StaffRole, Unit
@@ -281,3 +281,152 @@ def list_notifications(case: str | None = None,
         case_id = directory.case(session, case).id if case else None
         person = directory.staff(session, to, field="to") if to is not None else None
         return notification_rows(session, case_id, f"staff:{person.id}" if person else None)
+
+# Scoped to whoever asks (the web door; the CLI could pass its --as the same way): what they
+# see is models.scope's rule, what they may decide models.authority's. A case or step out of
+# their scope is answered as one that does not exist.
+
+
+def _viewer(session: Any, viewer: int | str) -> Staff:
+    return directory.staff(session, viewer, field="as")
+
+
+def prefect_run_url(run_id: str | None) -> str | None:
+    """The run's page in the Prefect UI: PREFECT_UI_URL, else the UI beside PREFECT_API_URL."""
+    if not run_id:
+        return None
+    ui = os.environ.get("PREFECT_UI_URL") or os.environ.get(
+        "PREFECT_API_URL", "http://127.0.0.1:4200/api").rstrip("/").removesuffix("/api")
+    return f"{ui.rstrip('/')}/runs/flow-run/{run_id}"
+
+
+def _overdue() -> Any:
+    return (Step.status == StepStatus.WAITING) & or_(Step.breached.is_(True), Step.due_at <= now())
+
+
+def find_cases(viewer: int | str, *, procedure: str | None = None,
+               status: CaseStatus | None = None, community: str | None = None,
+               overdue: bool = False, q: str | None = None, limit: int = 50,
+               offset: int = 0) -> dict[str, Any]:
+    """The cases the viewer sees, newest first, filtered and paged."""
+    with unit_of_work() as session:
+        person = _viewer(session, viewer)
+        query = select(Case).where(scope.cases_where(session, person))
+        if procedure:
+            query = query.where(Case.procedure == intake.procedure(procedure).name)
+        if status:
+            query = query.where(Case.status == status)
+        if community:
+            query = query.where(Case.community_id == directory.community(session, community).id)
+        if overdue:
+            query = query.where(Case.id.in_(select(Step.case_id).where(_overdue())))
+        if q:
+            query = query.where(Case.number.contains(q.strip(), autoescape=True))
+        total = session.scalar(select(func.count()).select_from(query.subquery()))
+        page = session.scalars(query.order_by(Case.id.desc()).limit(limit).offset(offset))
+        return {"items": [case_summary(session, c) for c in page], "total": total or 0,
+                "limit": limit, "offset": offset}
+
+
+def show_case_as(number: str, viewer: int | str) -> dict[str, Any]:
+    with unit_of_work(write=False) as session:
+        found = scope.case(session, _viewer(session, viewer), directory.case(session, number))
+        number = found.number
+    out = show_case(number)
+    out["prefect_url"] = prefect_run_url(out["flow_run_id"])
+    return out
+
+
+StepView = Literal["mine", "role", "overdue", "escalated"]
+VIEWS: tuple[str, ...] = get_args(StepView)
+
+
+def steps_as(viewer: int | str, view: str = "mine") -> list[dict[str, Any]]:
+    """Waiting steps in the viewer's scope: mine (assigned, my role, escalated to me), my
+    roles' queue, overdue ones, or those escalated to a level I hold."""
+    if view not in VIEWS:
+        raise PropflowError(f"view：{view!r} 不是有效视图；expected one of {list(VIEWS)}",
+                            field="view")
+    with unit_of_work() as session:
+        person = _viewer(session, viewer)
+        query = (select(Step).join(Case).where(Step.status == StepStatus.WAITING,
+                                               scope.cases_where(session, person))
+                 .order_by(Step.due_at, Step.id).options(selectinload(Step.case)))
+        if view == "overdue":
+            query = query.where(_overdue())
+        if view == "escalated":
+            query = query.where(Step.level > 0)
+
+        def keep(s: Step) -> bool:
+            held = directory.roles_of(person, s.case.community_id)
+            return {"mine": lambda: _mine(s, person), "role": lambda: role_now(s) in held,
+                    "overdue": lambda: True,
+                    "escalated": lambda: bool(held & set(reached(s)))}[view]()
+
+        return [step_row(s) for s in session.scalars(query) if keep(s)]
+
+
+def sees_step(step_id: int | str, viewer: int | str) -> int:
+    """The step's id when the viewer sees it; else NotFound, as for a step that does not
+    exist."""
+    with unit_of_work(write=False) as session:
+        return scope.step(session, _viewer(session, viewer), directory.step(session, step_id)).id
+
+
+def show_step_as(step_id: int | str, viewer: int | str) -> dict[str, Any]:
+    """show_step, in the viewer's scope, with the form's JSON schema for a client to build."""
+    from models.forms import FORMS, form_key
+
+    out = show_step(sees_step(step_id, viewer))
+    out["form_schema"] = FORMS[form_key(out["procedure"], out["step"])].model_json_schema()
+    return out
+
+
+def decide_as(step_id: int | str, viewer: int | str, values: dict[str, Any],
+              comment: str = "", channel: str = "api") -> dict[str, Any]:
+    return decide(sees_step(step_id, viewer), viewer, values, comment=comment, channel=channel)
+
+
+def open_case_as(procedure: str, fields: dict[str, Any], viewer: int | str, *,
+                 start_run: bool = True) -> dict[str, Any]:
+    """open_case by a member of staff, in a community of theirs; they are who received it
+    (received_by) unless the fields name someone else."""
+    with unit_of_work() as session:
+        person = _viewer(session, viewer)
+        place = intake.check(procedure, fields).place(session)
+        if not scope.sees(session, person, place.community_id):
+            field = "unit" if place.unit else "community"
+            raise Forbidden(f"{field}：该工单所在项目不在员工 {person.id} 的项目范围内；规则"
+                            "（scope）：员工只能在其任职的项目登记工单；expected a unit or "
+                            "community where you hold a role", field=field)
+        viewer = person.id
+    if "received_by" in intake.model_of(procedure).model_fields \
+            and fields.get("received_by") is None:
+        fields = {**fields, "received_by": viewer}
+    return open_case(procedure, fields, start_run=start_run)
+
+
+def notifications_as(viewer: int | str, *, unread: bool = False) -> list[dict[str, Any]]:
+    """What was sent to the viewer, with when they read it."""
+    with unit_of_work() as session:
+        person = _viewer(session, viewer)
+        rows = notification_rows(session, None, f"staff:{person.id}")
+        read = dict(session.execute(select(Notification.id, Notification.read_at).where(
+            Notification.recipient == f"staff:{person.id}")).all())
+    for row in rows:
+        row["read_at"] = notices.local(read.get(row["id"]))
+    return [r for r in rows if not (unread and r["read_at"])]
+
+
+def mark_read(notification_id: int | str, viewer: int | str) -> dict[str, Any]:
+    """Mark a notification to the viewer read (once: the first reading is kept)."""
+    with unit_of_work() as session:
+        person = _viewer(session, viewer)
+        pk = int(notification_id) if str(notification_id).isdigit() else 0
+        found = session.get(Notification, pk) if 0 < pk < 2**63 else None
+        if found is None or found.recipient != f"staff:{person.id}":
+            raise NotFound(f"notification：没有发给员工 {person.id} 的通知 {notification_id!r}；"
+                           "expected an id from GET /api/notifications", field="notification")
+        if found.read_at is None:
+            found.read_at = now()
+        return {"id": found.id, "read_at": notices.local(found.read_at)}

@@ -1,7 +1,214 @@
-"""(being written)"""
+"""The JSON API under /api, for integrations (a bearer token) and scripts (a session).
+
+Every route calls propflow.actions, so the API applies the CLI's rules. Built from the
+procedure registry (core/procedures.py) each time the app is made: every registered
+procedure gets its own POST /api/cases/<procedure> whose body is its input model, so a new
+procedure appears here, and in /api/openapi.json, without endpoint code.
+
+Scope (models.scope): a member of staff sees the cases of the communities where they hold a
+role (every community of their company with a company-level role). A case, step or
+notification outside it answers 404, as one that does not exist, so its existence is not
+given away; a step they see but may not decide (models.authority) answers 403 naming the
+rule. Opening a case in a community that is not theirs answers 403: they named the place.
+Owners' phone numbers never leave: every string of a case or step is masked.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any, TypeVar, cast
 
-router = APIRouter()
+from fastapi import APIRouter, Body, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.faults import mask
+from core.procedures import PROCEDURES
+from core.vocabulary import CaseStatus
+from models import limits
+from models.intake import model_of
+from propflow import actions
+from propflow.web import auth
+from propflow.web.problems import Problem
+
+T = TypeVar("T")
+# Values that are ours, never personal: left as they are (a run id is hex and dashes).
+UNMASKED = frozenset({"flow_run_id", "prefect_url", "form_schema"})
+
+
+def masked(value: T, key: str = "") -> T:
+    """Every string of an answer with phone and ID numbers masked, as in our logs."""
+    if key in UNMASKED:
+        return value
+    if isinstance(value, str):
+        return cast(T, mask(value))
+    if isinstance(value, dict):
+        return cast(T, {k: masked(v, str(k)) for k, v in value.items()})
+    if isinstance(value, list):
+        return cast(T, [masked(v, key) for v in value])
+    return value
+
+
+class ProblemDetails(BaseModel):
+    """RFC 9457 problem details (application/problem+json)."""
+
+    type: str
+    title: str
+    status: int
+    detail: str = Field(description="what was refused and what was expected (zh-CN, en)")
+    field: str | None = Field(None, description="the field at fault")
+    instance: str | None = None
+
+
+def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    words = {401: "not signed in (no or a bad token)", 403: "not allowed",
+             404: "not found, or not in your communities", 409: "already decided",
+             422: "invalid input: the field and what was expected"}
+    return {s: {"model": ProblemDetails, "description": words[s],
+                "content": {"application/problem+json": {}}} for s in statuses}
+
+
+READ = _problems(401, 403, 422)
+ONE = _problems(401, 403, 404, 422)
+ACT = _problems(401, 403, 404, 409, 422)
+
+
+def staff_id(request: Request,
+             principal: Annotated[auth.Principal, Depends(auth.api_principal)]) -> int:
+    """The signed-in member of staff; a one-tap link's session reaches its own step alone."""
+    if principal.staff_id is None:
+        raise Problem(403, "无权访问 (forbidden)", "authorization：expected a staff sign-in or "
+                      "an API token (propflow tokens create)", field="authorization",
+                      code="forbidden")
+    if principal.limited:
+        raw = str(request.path_params.get("id", ""))
+        on_step = request.url.path.startswith("/api/steps/") and raw.isdigit()
+        auth.check_scope(principal, step_id=int(raw) if on_step else None)
+    return principal.staff_id
+
+
+Viewer = Annotated[int, Depends(staff_id)]
+StepId = Annotated[int, Path(description="步骤编号 (step id)")]
+
+
+def seen_step(id: StepId, viewer: Viewer) -> int:
+    """404 for a step out of the viewer's scope, before its body is even read."""
+    return actions.sees_step(id, viewer)
+
+
+SeenStep = Annotated[int, Depends(seen_step)]
+
+
+class DecisionBody(BaseModel):
+    """A step's decision: the values of its form (GET /api/steps/{id}: form_schema)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[str, Any] = Field(default_factory=dict, description="表单字段 (form values)")
+    comment: str = Field("", max_length=limits.NOTE, description="意见 (comment)")
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The body as a JSON object, or a problem naming it (the procedure's own model checks
+    the fields, with the messages the CLI gives)."""
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(422, "输入无效 (invalid input)", "body：不是有效的 JSON；expected a JSON "
+                      "object of the procedure's fields", field="body", code="invalid") from None
+    if not isinstance(body, dict):
+        raise Problem(422, "输入无效 (invalid input)", "body：expected a JSON object of the "
+                      "procedure's fields", field="body", code="invalid")
+    return body
+
+
+def _opener(name: str) -> Any:
+    async def open_(request: Request, viewer: Viewer) -> dict[str, Any]:
+        fields = await _json_object(request)
+        return masked(await run_in_threadpool(actions.open_case_as, name, fields, viewer))
+
+    open_.__name__ = f"open_{name}"
+    return open_
+
+
+def build_router() -> APIRouter:
+    router = APIRouter(prefix="/api")
+
+    @router.get("/cases", tags=["cases"], responses=READ, summary="工单列表 (cases)")
+    def list_cases(
+        viewer: Viewer,
+        procedure: Annotated[str | None, Query(max_length=40, description=" | ".join(
+            PROCEDURES))] = None,
+        status: CaseStatus | None = None,
+        community: Annotated[str | None, Query(max_length=40, description="项目编号，如 YGHY")
+                             ] = None,
+        overdue: Annotated[bool, Query(description="有超时未处理的步骤")] = False,
+        q: Annotated[str | None, Query(max_length=40, description="工单号（部分）")] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    ) -> dict[str, Any]:
+        """The cases of your communities, newest first: items, total, limit, offset."""
+        return masked(actions.find_cases(viewer, procedure=procedure, status=status,
+                                         community=community, overdue=overdue, q=q,
+                                         limit=limit, offset=offset))
+
+    @router.get("/cases/{number}", tags=["cases"], responses=ONE, summary="工单详情 (a case)")
+    def show_case(number: Annotated[str, Path(max_length=40)], viewer: Viewer) -> dict[str, Any]:
+        """Summary, steps with decisions and escalations, timeline, links, notifications, and
+        its Prefect run (flow_run_id, prefect_url)."""
+        return masked(actions.show_case_as(number, viewer))
+
+    for name, spec in PROCEDURES.items():
+        schema = model_of(name).model_json_schema()
+        router.add_api_route(
+            f"/cases/{name}", _opener(name), methods=["POST"], tags=["cases"],
+            status_code=201, responses=_problems(401, 403, 404, 422),
+            summary=f"{spec.command_help or spec.zh} ({spec.en})",
+            description=f"Open a {spec.en} case ({spec.zh}); its run starts at once. The body "
+                        "is the procedure's input model; received_by defaults to you.",
+            openapi_extra={"requestBody": {"required": True, "content": {
+                "application/json": {"schema": schema}}}})
+
+    @router.get("/steps", tags=["steps"], responses=READ, summary="待办步骤 (steps)")
+    def list_steps(
+        viewer: Viewer,
+        view: Annotated[actions.StepView, Query(description=(
+            "mine: assigned to me, my role or escalated to me; role: my roles' queue; "
+            "overdue: past their window; escalated: escalated to a level I hold"))] = "mine",
+    ) -> list[dict[str, Any]]:
+        return masked(actions.steps_as(viewer, view))
+
+    @router.get("/steps/{id}", tags=["steps"], responses=ONE, summary="步骤详情 (a step)")
+    def show_step(id: SeenStep, viewer: Viewer) -> dict[str, Any]:
+        """The step, its window, level, who may decide it, and its form's JSON schema."""
+        return masked(actions.show_step_as(id, viewer))
+
+    @router.post("/steps/{id}/decision", tags=["steps"], responses=ACT,
+                 summary="处理步骤 (decide)")
+    def decide(id: SeenStep, viewer: Viewer,
+               body: Annotated[DecisionBody, Body()]) -> dict[str, Any]:
+        """Stored, then the case's run is woken: delivery says delivered, or queued with the
+        reason and when the run will read it."""
+        return masked(actions.decide_as(id, viewer, body.values, comment=body.comment,
+                                        channel="api"))
+
+    @router.get("/notifications", tags=["notifications"], responses=READ,
+                summary="我的通知 (my notifications)")
+    def notifications(viewer: Viewer,
+                      unread: Annotated[bool, Query(description="只看未读")] = False,
+                      ) -> list[dict[str, Any]]:
+        return masked(actions.notifications_as(viewer, unread=unread))
+
+    @router.post("/notifications/{id}/read", tags=["notifications"], responses=ONE,
+                 summary="标记已读 (mark read)")
+    def read(id: Annotated[int, Path()], viewer: Viewer) -> dict[str, Any]:
+        return actions.mark_read(id, viewer)
+
+    return router
+
+
+def __getattr__(name: str) -> Any:
+    """`router`: built when the app is made, from the procedures registered by then."""
+    if name == "router":
+        return build_router()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
