@@ -61,3 +61,8 @@ def template_for(procedure: str, event: str, lang: str) -> Template:
 def render_with(template: Template, context: dict[str, Any]) -> Rendered:
     subject, _, body = template.render(**context).strip().partition("\n")
     return Rendered(subject=subject.strip(), body=body.strip())
+
+
+def events() -> set[str]:
+    """Every event some template renders (what the policy's sms.templates may name)."""
+    return {path.name.split(".", 1)[0] for path in TEMPLATES.glob("*/*.j2")}

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     web_host: str = "127.0.0.1"
     # Signs session cookies and one-tap links; unset: one is made once under PROPFLOW_HOME.
     secret_key: str | None = None
+    # Where people reach the web door from outside: one-tap links in messages start with it.
+    public_url: str = "http://127.0.0.1:8080"
 
     @property
     def db_url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -90,8 +91,9 @@ def step_context(session: Session, step: Step, lang: str,
 
 def tell(
     session: Session, *, case: Case, event: str, to: list[Recipient], key: str, now: datetime,
-    **extra: Any,
+    links: Callable[[Recipient], str] | None = None, **extra: Any,
 ) -> int:
+    """`links`: each person's own one-tap link in the message (models.links.for_step)."""
     policy = get_policy()
     lang = policy.lang
     ctx = case_context(session, case, lang) | extra
@@ -99,6 +101,7 @@ def tell(
         session, procedure=case.procedure, event=event, to=to, context=ctx, key=key, now=now,
         case_id=case.id, lang=lang, routes=policy.routes,
         channel_kinds={n: str(c.get("kind")) for n, c in policy.channels.items()},
+        sms=policy.sms, links=links,
     )
 
 
@@ -106,7 +109,8 @@ def tell_many(session: Session, messages: list[Message], *, now: datetime) -> No
     """tell() for a batch whose contexts are built (case_context included): one INSERT."""
     policy = get_policy()
     notify_many(session, messages, now=now, lang=policy.lang, routes=policy.routes,
-                channel_kinds={n: str(c.get("kind")) for n, c in policy.channels.items()})
+                channel_kinds={n: str(c.get("kind")) for n, c in policy.channels.items()},
+                sms=policy.sms)
 
 
 class Lookups:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +12,9 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event, insert, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from core.render import Rendered, render, render_with, template_for
+from core.channels import SMS_KINDS
+from core.policy import Sms
+from core.render import Rendered, render_with, template_for
 from models.db import Base, UTCDateTime
 
 
@@ -37,6 +39,8 @@ class Notification(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A text message's template: {"template", "sign_name", "params": [[name, value], ...]}.
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class AuditEvent(Base):
@@ -78,23 +82,45 @@ class Recipient:
 def notify(
     session: Session, *, procedure: str, event: str, to: list[Recipient], context: dict[str, Any],
     key: str, now: datetime, case_id: int | None, lang: str, routes: dict[str, list[str]],
-    channel_kinds: dict[str, str],
+    channel_kinds: dict[str, str], sms: Sms | None = None,
+    links: Callable[[Recipient], str] | None = None,
 ) -> int:
     """Write the in-app message for each recipient plus each routed channel; returns rows added.
 
     `key` names the event occurrence: the same key twice (a replayed flow) adds nothing.
+    `links` gives a person their own one-tap link (`link` in the template), made only for
+    a message actually written; a group's post carries none.
     """
-    msg = render(procedure, event, lang, **context)
+    template = template_for(procedure, event, lang)
+    contexts: dict[str, dict[str, Any]] = {}
     added = 0
     for dedupe, recipient, channel, address, status in _deliveries(
-            event, to, key, routes, channel_kinds):
+            event, to, key, routes, channel_kinds, sms):
         if session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe)):
             continue
-        session.add(Notification(**_row(dedupe, recipient, channel, address, status, msg,
-                                        event=event, case_id=case_id, lang=lang, now=now)))
+        if recipient.key not in contexts:
+            personal = links if not recipient.key.startswith("group:") else None
+            contexts[recipient.key] = context | {
+                "link": personal(recipient) if personal else "",
+                "to_owner": recipient.key.startswith("owner:")}
+        ctx = contexts[recipient.key]
+        session.add(Notification(**_row(dedupe, recipient, channel, address, status,
+                                        render_with(template, ctx), event=event,
+                                        case_id=case_id, lang=lang, now=now),
+                                 params=_sms_params(event, channel, channel_kinds, sms, ctx)))
         added += 1
     session.flush()
     return added
+
+
+def _sms_params(event: str, channel: str, channel_kinds: dict[str, str], sms: Sms | None,
+                ctx: dict[str, Any]) -> dict[str, Any] | None:
+    """A text's template and its values, taken from the message's own fields."""
+    if sms is None or channel_kinds.get(channel) not in SMS_KINDS:
+        return None
+    template = sms.templates[event]
+    return {"template": template.id, "sign_name": sms.sign_name,
+            "params": [[name, str(ctx.get(name, ""))] for name in template.params]}
 
 
 @dataclass(frozen=True)
@@ -111,7 +137,7 @@ class Message:
 
 def notify_many(
     session: Session, messages: list[Message], *, now: datetime, lang: str,
-    routes: dict[str, list[str]], channel_kinds: dict[str, str],
+    routes: dict[str, list[str]], channel_kinds: dict[str, str], sms: Sms | None = None,
 ) -> None:
     """notify() for a batch: each message rendered in Python from a template looked up once,
     all rows written by one INSERT that skips any dedupe key already written."""
@@ -121,25 +147,41 @@ def notify_many(
         found = templates.get((m.procedure, m.event))
         if found is None:
             found = templates[(m.procedure, m.event)] = template_for(m.procedure, m.event, lang)
-        msg = render_with(found, m.context)
+        msg = render_with(found, m.context | {"link": ""})
         rows += [_row(*delivery, msg, event=m.event, case_id=m.case_id, lang=lang, now=now)
-                 for delivery in _deliveries(m.event, m.to, m.key, routes, channel_kinds)]
+                 | {"params": _sms_params(m.event, delivery[2], channel_kinds, sms, m.context)}
+                 for delivery in _deliveries(m.event, m.to, m.key, routes, channel_kinds, sms)]
     insert_notifications(session, rows)
 
 
 def _deliveries(
     event: str, to: list[Recipient], key: str, routes: dict[str, list[str]],
-    channel_kinds: dict[str, str],
+    channel_kinds: dict[str, str], sms: Sms | None = None,
 ) -> Iterator[tuple[str, Recipient, str, str, str]]:
-    """(dedupe key, recipient, channel, address, status) of each row an event writes."""
+    """(dedupe key, recipient, channel, address, status) of each row an event writes.
+
+    E-mail and SMS reach each person at their own address; a bot posts once to its group.
+    An owner has no inbox: whom no routed channel reaches is texted through sms.channel
+    when the event has a template there."""
+    texts = sms is not None and event in sms.templates
     for person in to:
         # The in-app inbox is the table itself: delivered once written.
         yield f"{key}|{person.key}|inbox", person, "inbox", person.key, "delivered"
+        reached = False
         for channel in routes.get(event, []):
-            if channel_kinds.get(channel) == "email" and person.email:
+            kind = channel_kinds.get(channel)
+            if kind == "email" and person.email:
                 yield f"{key}|{person.key}|{channel}", person, channel, person.email, "pending"
+                reached = True
+            elif kind in SMS_KINDS and texts and person.mobile:
+                yield f"{key}|{person.key}|{channel}", person, channel, person.mobile, "pending"
+                reached = True
+        if (not reached and texts and sms is not None and sms.channel and person.mobile
+                and person.key.startswith("owner:")):
+            yield (f"{key}|{person.key}|{sms.channel}", person, sms.channel, person.mobile,
+                   "pending")
     for channel in routes.get(event, []):
-        if channel_kinds.get(channel) != "email":
+        if channel_kinds.get(channel) not in ("email", *SMS_KINDS):
             group = Recipient(key=f"group:{channel}", name=channel)
             yield f"{key}|group|{channel}", group, channel, channel, "pending"
 

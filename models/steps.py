@@ -15,7 +15,7 @@ from core.errors import Conflict, Forbidden
 from core.policy import get_policy
 from core.roles import LAST_RESORT
 from core.vocabulary import Role, StepStatus
-from models import authority, notices
+from models import authority, links, notices
 from models.authority import chain_of
 from models.cases import Case, Decision, Escalation, Step
 from models.db import rowcount
@@ -57,7 +57,7 @@ def open_step(
     audit(session, at=now, actor="system", action="step_opened", case_id=case.id,
           step=key, role=role, assignee=assignee_id, due_at=due.isoformat())
     notices.tell(session, case=case, event="step_opened", to=notices.step_recipients(session, step),
-                 key=f"step:{step.id}:opened", now=now,
+                 key=f"step:{step.id}:opened", now=now, links=links.for_step(session, step, now),
                  **notices.step_context(session, step, get_policy().lang))
     return step
 
@@ -297,7 +297,8 @@ def record_escalation(session: Session, escalation: Escalation, now: datetime) -
         else "",
     )
     notices.tell(session, case=step.case, event="escalated", to=to,
-                 key=f"escalation:{escalation.id}", now=now, **ctx)
+                 key=f"escalation:{escalation.id}", now=now,
+                 links=links.for_step(session, step, now), **ctx)
     if escalation.handled_at is None:
         escalation.handled_at = now
         audit(session, at=now, actor="flow", action="escalated", case_id=step.case_id,

@@ -1,4 +1,5 @@
-"""Delivery channels for rendered notifications: e-mail and WeCom/DingTalk/Feishu group bots.
+"""Delivery channels for rendered notifications: e-mail, WeCom/DingTalk/Feishu group bots and
+Alibaba Cloud/Tencent Cloud SMS (notifications/sms.py).
 
 Why not apprise for everything: apprise can't point these bots at a custom URL for tests,
 sends WeCom only as plain text and doesn't sign Feishu. The bots live in notifications/bots.py.
@@ -18,7 +19,7 @@ from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import TYPE_CHECKING, Any, Protocol
 
-from core.channels import parse_channel
+from core.channels import SMS_KINDS, parse_channel
 
 if TYPE_CHECKING:
     from notifications.bots import DingTalkChannel, FeishuChannel, WeComChannel
@@ -27,8 +28,18 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "Channel", "DeliveryError", "DingTalkChannel", "EmailChannel", "FeishuChannel", "Message",
-    "RateLimiter", "WeComChannel", "build_channel",
+    "RateLimiter", "SmsTemplate", "WeComChannel", "build_channel",
 ]
+
+
+@dataclass(frozen=True)
+class SmsTemplate:
+    """What a text message carries: providers send only templates they approved, filled in
+    with values (named for Alibaba Cloud, in order for Tencent Cloud)."""
+
+    template_id: str
+    sign_name: str
+    params: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,8 @@ class Message:
     body: str  # Markdown/plain text, zh-CN usually
     to: tuple[str, ...] = ()  # e-mail addresses for the email channel
     mention_mobiles: tuple[str, ...] = ()  # mainland mobiles to @mention in group bots
+    phone: str = ""  # the mobile an SMS channel texts
+    sms: SmsTemplate | None = None
 
 
 class DeliveryError(Exception):
@@ -152,6 +165,11 @@ def build_channel(name: str, spec: Mapping[str, Any]) -> Channel:
             checked.host, checked.port, checked.sender, username=checked.username,
             password=checked.password, starttls=checked.starttls, ssl=checked.ssl,
             timeout=checked.timeout, name=name, limiter=limiter)
+
+    if checked.kind in SMS_KINDS:
+        from notifications import sms
+
+        return sms.build(checked, limiter)
 
     from notifications import bots
 

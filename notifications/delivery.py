@@ -12,7 +12,7 @@ from core.policy import get_policy
 from models.db import unit_of_work
 from models.org import Staff
 from notifications import outbox
-from notifications.channels import Channel, DeliveryError, Message, build_channel
+from notifications.channels import Channel, DeliveryError, Message, SmsTemplate, build_channel
 
 log = logging.getLogger("propflow.delivery")
 
@@ -50,9 +50,13 @@ def deliver_due(limit: int = 200, concurrency: int = 8) -> dict[str, int]:
                 person = session.get(Staff, int(row.recipient.split(":")[1]))
                 mobiles = (person.phone,) if person and person.phone else ()
             to = (row.address,) if "@" in row.address else ()
+            text = row.params or {}
+            sms = SmsTemplate(text["template"], text["sign_name"],
+                              tuple((k, v) for k, v in text["params"])) if text else None
             jobs.append((row.id, row.channel if row.channel in channels else "",
                          Message(subject=row.subject, body=row.body, to=to,
-                                 mention_mobiles=mobiles)))
+                                 mention_mobiles=mobiles, phone=row.address if sms else "",
+                                 sms=sms)))
     if not jobs:
         return {"sent": 0, "retry": 0, "failed": 0}
     # Bounded: a broadcast to thousands goes out a few at a time, per-channel rate limits apply.

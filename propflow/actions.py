@@ -430,3 +430,79 @@ def mark_read(notification_id: int | str, viewer: int | str) -> dict[str, Any]:
         if found.read_at is None:
             found.read_at = now()
         return {"id": found.id, "read_at": notices.local(found.read_at)}
+
+
+# --- one-tap links (models/links.py): a staff member's step, an owner's answer ----------------
+
+def open_staff_link(token: str) -> dict[str, Any]:
+    """Use a staff member's one-tap link (once): whom it signs in, for which step alone."""
+    from models import links
+
+    with unit_of_work() as session:
+        link = links.consume(session, token, "staff", now())
+        return {"staff_id": link.staff_id, "step_id": link.step_id,
+                "expires_at": notices.local(link.expires_at)}
+
+
+def owner_view(token: str) -> dict[str, Any]:
+    """What an owner's link shows: their case in brief (no staff internals, no phone
+    numbers), the step it asks about, and whether it can still be answered."""
+    from models import links
+
+    with unit_of_work(write=False) as session:
+        link = links.find(session, token, "owner")
+        return _owner_view(session, link)
+
+
+def _owner_view(session: Any, link: Any) -> dict[str, Any]:
+    from core.faults import mask
+    from models import links
+
+    step, case = link.step, link.step.case
+    lang = get_policy().lang
+    unit = session.get(Unit, case.unit_id) if case.unit_id else None
+    done = [s for s in case.steps if s.kind == "complete" and s.decision]
+    work = done[-1].decision.values if done else {}
+    try:
+        links.usable(link, now())
+        gone = None
+    except links.LinkGone as exc:
+        gone = exc.reason
+    decision = step.decision
+    return {
+        "number": case.number, "procedure_label": labels.procedure(case.procedure, lang),
+        "unit": unit.code if unit else "", "summary": mask(case.description),
+        "case_status": str(case.status), "step": step.kind,
+        "step_label": labels.step(case.procedure, step.kind, lang),
+        "step_status": str(step.status), "due": notices.local(step.due_at),
+        "work": {k: mask(str(work[k])) for k in ("diagnosis", "work_done", "charge")
+                 if work.get(k) not in (None, "")},
+        "answer": decision.values if decision else None,
+        "answered_by_owner": bool(decision and decision.channel == "owner_link"),
+        "link": gone or "usable", "expires_at": notices.local(link.expires_at),
+        "form_token": link.form_token,
+        # Only a usable link to a waiting step shows the form; otherwise the state.
+        "answerable": gone is None and step.status == StepStatus.WAITING,
+    }
+
+
+def decide_as_owner(token: str, values: dict[str, Any], *, form_token: str) -> dict[str, Any]:
+    """The owner's answer through their link (channel owner_link): the link is used and the
+    decision stored in one transaction, then the run is woken, as decide() does."""
+    import hmac
+
+    from models import links
+
+    with unit_of_work() as session:
+        link = links.find(session, token, "owner")
+        if not hmac.compare_digest(form_token or "", link.form_token):
+            raise Forbidden("csrf：表单已失效，请重新打开消息中的链接；expected the form "
+                            "of this link", field="csrf")
+        decision = links.owner_decides(session, link, values, now())
+        run_id = link.step.case.flow_run_id
+        result = {"step": link.step_id, "case": link.step.case.number, "kind": link.step.kind,
+                  "values": decision.values, "channel": decision.channel}
+    woke = runs.wake(run_id)
+    result["delivered"] = bool(woke)
+    result["delivery"] = "delivered" if woke else "queued"
+    return result

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.channels import parse_channel
+from core.channels import SMS_KINDS, parse_channel
 from core.errors import PropflowError
 from core.procedures import PRIORITIES, PROCEDURES, STEPS
 from core.roles import ROLES
@@ -156,6 +156,28 @@ class Supervision(_Strict):
     backoff: Duration = timedelta(minutes=1)  # before the 2nd restart, doubling after
 
 
+class SmsTemplate(_Strict):
+    """A template the SMS provider approved: its id and the values it takes, by name for
+    Alibaba Cloud (TemplateParam) and in this order for Tencent Cloud (TemplateParamSet)."""
+
+    id: str = Field(min_length=1)
+    params: list[Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*$")]] = []
+
+
+class Sms(_Strict):
+    # The channel (of `channels:`, an SMS kind) that texts an owner whom nothing else reaches.
+    channel: str | None = None
+    sign_name: str = Field(min_length=1)  # 短信签名, as approved by the provider
+    templates: dict[str, SmsTemplate] = {}  # event -> template; an event without one is not texted
+
+
+class Links(_Strict):
+    """How long a one-tap link in a message stays valid (it works once)."""
+
+    staff_ttl: Duration = timedelta(hours=72)
+    owner_ttl: Duration = timedelta(days=7)
+
+
 class Policy(_Strict):
     timezone: str = "Asia/Shanghai"
     lang: Literal["zh-CN", "en"] = "zh-CN"
@@ -170,6 +192,8 @@ class Policy(_Strict):
     procedures: dict[str, Procedure]
     limits: Limits = Limits()
     supervision: Supervision = Supervision()
+    sms: Sms | None = None
+    links: Links = Links()
 
     def business_calendar(self) -> BusinessCalendar:
         return BusinessCalendar(
@@ -297,6 +321,30 @@ def _check_channels(path: Path, policy: Policy) -> None:
                 raise PropflowError(
                     f"策略文件 {path}：键 routes.{event}：渠道 '{name}' 未在 channels 中定义；"
                     f"expected one of {sorted(policy.channels)}", field=f"routes.{event}")
+    if policy.sms is not None:
+        _check_sms(path, policy, policy.sms)
+    elif any(policy.channels[n].get("kind") in SMS_KINDS for names in policy.routes.values()
+             for n in names):
+        raise _refuse(path, "sms", "routes 含短信渠道，但没有 sms 配置；expected an sms "
+                      "section with sign_name and templates (the provider's template ids)")
+
+
+def _check_sms(path: Path, policy: Policy, sms: Sms) -> None:
+    texting = sorted(n for n, c in policy.channels.items() if c.get("kind") in SMS_KINDS)
+    if sms.channel is not None and sms.channel not in texting:
+        raise _refuse(path, "sms.channel", f"渠道 {sms.channel!r} 不是短信渠道；expected the "
+                      f"name of a channel of kind {' or '.join(SMS_KINDS)}: {texting or 'none'}")
+    from core.render import events
+
+    known = events()
+    for event in sms.templates:
+        if event not in known:
+            raise _refuse(path, f"sms.templates.{event}", f"未知的消息 (no template "
+                          f"core/templates/*/{event}.*.j2)；expected one of {sorted(known)}")
+    for event, names in policy.routes.items():
+        if set(names) & set(texting) and event not in sms.templates:
+            raise _refuse(path, f"sms.templates.{event}", f"routes.{event} 含短信渠道，但没有"
+                          "对应的短信模板；expected a template id and its params for it")
 
 
 def _refuse(path: Path, key: str, message: str) -> PropflowError:
