@@ -8,6 +8,7 @@ API call). Sign-in attempts are rows, so a rate limit holds across replicas.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -144,6 +145,12 @@ def authenticate(session: Session, login: str, password: str) -> Staff | None:
     return person
 
 
+def version_of(cred: Credential) -> str:
+    """Changes with every new password (a new salt each time): sessions carry it, so a
+    password change ends the sessions opened before it."""
+    return hashlib.sha256(cred.password_hash.encode()).hexdigest()[:16]
+
+
 def login_of(session: Session, staff_id: int) -> str | None:
     return session.scalar(select(Credential.login).where(Credential.staff_id == staff_id))
 
@@ -173,7 +180,7 @@ def blocked_for(session: Session, *, login: str, address: str, now: datetime) ->
             .order_by(SignInAttempt.at.desc()).limit(limit)))
         if len(failures) >= limit:
             # Free again once the oldest of the last `limit` failures leaves the window.
-            wait = max(wait, int((failures[-1] + WINDOW - now).total_seconds()) + 1)
+            wait = max(wait, 1, math.ceil((failures[-1] + WINDOW - now).total_seconds()))
     return wait
 
 

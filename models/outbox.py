@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -64,11 +66,26 @@ def _refuse_audit_changes(session: Session, _ctx: object, _instances: object) ->
             raise AuditIsAppendOnly("the audit trail is append-only")
 
 
+_audit_extra: ContextVar[dict[str, Any] | None] = ContextVar("audit_extra", default=None)
+
+
+@contextmanager
+def audit_extra(**detail: Any) -> Iterator[None]:
+    """Detail added to every audit row written inside: the CLI's operating-system user
+    beside the staff id --as names, which anyone can type."""
+    token = _audit_extra.set({**(_audit_extra.get() or {}), **detail})
+    try:
+        yield
+    finally:
+        _audit_extra.reset(token)
+
+
 def audit(
     session: Session, *, at: datetime, actor: str, action: str,
     case_id: int | None = None, **detail: Any,
 ) -> None:
-    session.add(AuditEvent(at=at, actor=actor, action=action, case_id=case_id, detail=detail))
+    session.add(AuditEvent(at=at, actor=actor, action=action, case_id=case_id,
+                           detail={**(_audit_extra.get() or {}), **detail}))
 
 
 @dataclass(frozen=True)

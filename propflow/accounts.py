@@ -38,12 +38,12 @@ class SignedIn:
     staff_id: int
     name: str
     login: str | None
-    version: int  # when the password was set: a session from before a change is refused
+    version: str  # of the password: a session from before a change is refused
 
 
-def credential_version(session: Any, staff_id: int) -> int | None:
+def credential_version(session: Any, staff_id: int) -> str | None:
     cred = session.get(accounts.Credential, staff_id)
-    return int(cred.set_at.timestamp()) if cred is not None else None
+    return accounts.version_of(cred) if cred is not None else None
 
 
 def sign_in(login: str, password: str, *, address: str) -> SignedIn:
@@ -56,7 +56,7 @@ def sign_in(login: str, password: str, *, address: str) -> SignedIn:
         signed = None
         if person is not None:
             signed = SignedIn(person.id, person.name, accounts.login_of(session, person.id),
-                              credential_version(session, person.id) or 0)
+                              credential_version(session, person.id) or "")
     with unit_of_work() as session:
         if wait:
             audit(session, at=at, actor="anonymous", action="sign_in_refused", login=login,

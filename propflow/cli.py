@@ -120,7 +120,11 @@ def demo_seed(as_json: bool = JSON) -> None:
     print(f"{data['company']['name']} / {data['community']['name']} ({data['community']['code']})")
     print(f"房屋 {len(data['units'])} 套，例如 {', '.join(data['units'][:4])}；"
           f"有住户登记的 {data['households']} 套")
-    emit(data["staff"], False, ["id", "name", "role", "skills"])
+    emit(data["staff"], False, ["id", "name", "role", "skills", "login"])
+    from propflow.demo import DEMO_PASSWORD
+
+    print(f"网页登录 (web sign-in)：员工编号或 login，密码 {DEMO_PASSWORD}"
+          f"（用 propflow users set-password 改过的除外）")
 
 
 def intake_command(name: str) -> Callable[..., Any]:
@@ -264,9 +268,11 @@ def steps_decide(step: str = typer.Argument(..., help="步骤编号"),
                  comment: str = typer.Option("", "--comment"),
                  as_json: bool = JSON) -> None:
     """处理一个步骤。"""
+    from models.outbox import audit_extra
     from propflow import actions as service
 
-    result = service.decide(step, as_staff, parse_sets(sets), comment=comment)
+    with audit_extra(os_user=os_user()):
+        result = service.decide(step, as_staff, parse_sets(sets), comment=comment)
     if not as_json:  # "delivery: queued" and its reason say it; a bare False reads as lost
         result.pop("delivered")
     emit(result, as_json)
@@ -392,6 +398,80 @@ def check(as_json: bool = JSON) -> None:
     path = get_settings().policy
     policy = load_policy(path)
     emit({"policy": str(path), "procedures": sorted(policy.procedures), "ok": True}, as_json)
+
+
+users_app = typer.Typer(help="员工账号（网页登录）", no_args_is_help=True)
+tokens_app = typer.Typer(help="API 令牌（集成用）", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
+
+
+def os_user() -> str:
+    """Who typed the command on this machine: recorded beside --as, which anyone can type."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "unknown"
+
+
+@users_app.command("set-password")
+@command
+def users_set_password(staff: str = typer.Argument(..., help="员工编号"),
+                       login: str | None = typer.Option(
+                           None, "--login", help="登录名（可用它代替员工编号登录）"),
+                       password_stdin: bool = typer.Option(
+                           False, "--password-stdin", help="从标准输入读一行作为密码"),
+                       as_json: bool = JSON) -> None:
+    """设置员工的网页登录密码（至少 8 个字符）；不带 --password-stdin 时提示输入两次。"""
+    from propflow import accounts
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("新密码 (new password)", hide_input=True,
+                                confirmation_prompt="再输入一次 (repeat)")
+    emit(accounts.set_password(staff, password, login=login, actor=f"cli:{os_user()}"),
+         as_json)
+
+
+@tokens_app.command("create")
+@command
+def tokens_create(staff: str = typer.Argument(..., help="员工编号"),
+                  name: str = typer.Option("", "--name", help="用途，如 erp-sync"),
+                  as_json: bool = JSON) -> None:
+    """为员工创建 API 令牌；令牌只显示这一次。"""
+    from propflow import accounts
+
+    row = accounts.create_token(staff, name=name, actor=f"cli:{os_user()}")
+    if as_json:
+        emit(row, True)
+        return
+    print(f"令牌 {row['id']}（{row['staff_name']}，{row['name'] or '-'}）：")
+    print(row["token"])
+    print("只显示这一次，请妥善保存；用法 (use): Authorization: Bearer <token>", file=sys.stderr)
+
+
+@tokens_app.command("list")
+@command
+def tokens_list(as_staff: str | None = typer.Option(None, "--as", help="只列此员工的令牌"),
+                as_json: bool = JSON) -> None:
+    """列出 API 令牌（不含令牌本身）。"""
+    from propflow import accounts
+
+    emit(accounts.list_tokens(as_staff), as_json,
+         ["id", "staff", "staff_name", "name", "created_at", "last_used_at", "revoked_at"])
+
+
+@tokens_app.command("revoke")
+@command
+def tokens_revoke(token: int = typer.Argument(..., help="令牌编号（tokens list）"),
+                  as_json: bool = JSON) -> None:
+    """撤销一个 API 令牌：此后用它的请求得到 401。"""
+    from propflow import accounts
+
+    emit(accounts.revoke_token(token, actor=f"cli:{os_user()}"), as_json)
 
 
 @app.command("serve")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from datetime import date
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.clock import now
+from models import accounts
 from models.db import unit_of_work
 from models.org import Building, Community, Company, Resident, Staff, StaffRole, Unit
 
@@ -65,6 +68,33 @@ def _residents(session: Session, units: list[Unit]) -> None:
     session.flush()
 
 
+# Every demo account signs in with this password (README, "Web door"); the login is the
+# role, numbered from the second holder on: csr, csr2, technician, technician2, ...
+DEMO_PASSWORD = "propflow-demo"
+
+
+@lru_cache
+def _demo_hash() -> str:
+    return accounts.hash_password(DEMO_PASSWORD)  # argon2 is slow: once per process
+
+
+def _demo_login(session: Session, staff_id: int, role: str, before: list[str]) -> str | None:
+    """Give a demo account its login and the demo password, unless it has a password
+    already (one set with `propflow users set-password` stays)."""
+    cred = session.get(accounts.Credential, staff_id)
+    if cred is None:
+        n = before.count(role) + 1
+        login: str | None = role if n == 1 else f"{role}{n}"
+        if session.scalar(select(accounts.Credential.staff_id).where(
+                accounts.Credential.login == login)) is not None:
+            login = None
+        cred = accounts.Credential(staff_id=staff_id, login=login,
+                                   password_hash=_demo_hash(), set_at=now())
+        session.add(cred)
+        session.flush()
+    return cred.login
+
+
 def seed() -> dict[str, Any]:
     with unit_of_work() as session:
         company = _get_or_add(session, Company, {"code": "DEMO"}, name="示范物业服务有限公司")
@@ -87,14 +117,16 @@ def seed() -> dict[str, Any]:
         _get_or_add(session, Resident, {"unit_id": units[0].id, "name": "业主张三"},
                     phone="13800138000", is_owner=True)
         _residents(session, units)
-        staff = []
+        staff: list[dict[str, Any]] = []
         for i, (name, role, skills, where) in enumerate(STAFF, start=1):
             person = _get_or_add(session, Staff, {"company_id": company.id, "name": name},
                                  phone=f"139{i:08d}", email=f"staff{i}@demo.propflow.local",
                                  skills=skills)
             _get_or_add(session, StaffRole, {"staff_id": person.id, "role": role,
                                              "community_id": community.id if where else None})
-            staff.append({"id": person.id, "name": name, "role": role, "skills": skills})
+            login = _demo_login(session, person.id, role, [s["role"] for s in staff])
+            staff.append({"id": person.id, "name": name, "role": role, "skills": skills,
+                          "login": login})
         return {
             "company": {"code": company.code, "name": company.name},
             "community": {"code": community.code, "name": community.name},

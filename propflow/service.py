@@ -49,6 +49,9 @@ def run() -> None:
 
     settings = get_settings()
     get_policy()  # refuse to start on a malformed policy file
+    from propflow.web import server as web_server
+
+    web = web_server.start()  # a port in use stops serve here, before anything has started
     executor = None
     if settings.serve_runs and settings.executor == "threads":
         from propflow.executor import Executor
@@ -84,6 +87,8 @@ def run() -> None:
         if executor:
             executor.stop()
         scheduler.shutdown(wait=False)
+        if web:
+            web.stop()
 
 
 def _stop_on_sigterm(executor) -> None:  # type: ignore[no-untyped-def]

@@ -16,6 +16,7 @@ os.environ["PROPFLOW_HOME"] = str(_tmp)
 os.environ["PREFECT_HOME"] = str(_tmp / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PROPFLOW_PAUSE_POLL_SECONDS"] = "0.2"
+os.environ["PROPFLOW_WEB_PORT"] = "0"  # a served web door takes a free port (servekit, webkit)
 os.environ.pop("PROPFLOW_DATABASE_URL", None)
 os.environ.pop("PROPFLOW_MODE", None)
 
@@ -33,6 +34,7 @@ from models.db import Base, dispose_engines, get_engine, upgrade  # noqa: E402
 from tests.browser import any_page, browser, page_desktop, page_phone  # noqa: E402, F401
 from tests.servekit import service  # noqa: E402, F401
 from tests.servers import http_receiver, smtp_server  # noqa: E402, F401
+from tests.webkit import live_web, web_client  # noqa: E402, F401
 
 PG_ADMIN = os.environ.get("PROPFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,10 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 class Service:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.env, self.log, self.proc = env, log, None
+        self.web_port = free_port()  # replicas and parallel tests never share 8080
+
+    @property
+    def web_url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> None:
+        env = dict(self.env, PROPFLOW_WEB_PORT=str(self.web_port), PROPFLOW_WEB_HOST="127.0.0.1")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "propflow.cli", "serve"], cwd=ROOT, env=self.env,
+            [sys.executable, "-m", "propflow.cli", "serve"], cwd=ROOT, env=env,
             stdout=self.log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True)
         from prefect.client.orchestration import get_client
 
@@ -70,6 +77,12 @@ def service(demo, prefect_api, tmp_path, monkeypatch):  # type: ignore[no-untype
         with unit_of_work() as session:
             for number, run_id in session.execute(select(Case.number, Case.flow_run_id)):
                 print(f"{number}: run {run_id} {state(run_id) if run_id else ''}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def state(run_id: str) -> str:

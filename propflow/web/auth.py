@@ -95,7 +95,7 @@ def _signer() -> URLSafeTimedSerializer:
 
 def start_session(response: Response, staff_id: int | None, *, step_id: int | None = None,
                   case_id: int | None = None, max_age: int = SESSION_SECONDS,
-                  version: int | None = None, secure: bool = False) -> str:
+                  version: str | None = None, secure: bool = False) -> str:
     """Set the session cookie; returns its CSRF token. `version` (when the password was set)
     makes a password change end the sessions opened before it."""
     csrf = secrets.token_urlsafe(24)
@@ -208,7 +208,7 @@ def _session_principal(session: dict[str, Any]) -> Principal | None:
     via: Literal["session", "link"] = "link" if step_id or case_id else "session"
     if staff_id is None:
         return Principal(None, "业主 (owner)", "link", case_id=case_id) if case_id else None
-    from models.accounts import Credential
+    from models.accounts import Credential, version_of
     from models.db import unit_of_work
     from models.org import Staff
 
@@ -218,7 +218,7 @@ def _session_principal(session: dict[str, Any]) -> Principal | None:
             return None
         if "v" in session:
             cred = db.get(Credential, person.id)
-            if cred is None or int(cred.set_at.timestamp()) != session["v"]:
+            if cred is None or version_of(cred) != session["v"]:
                 return None
         return Principal(person.id, person.name, via, step_id=step_id, case_id=case_id)
 
