@@ -1,0 +1,160 @@
+"""The staff pages in real Chromium (Debian's, through Playwright) against a live uvicorn
+server in this process (same database and clock), at a phone and a desktop viewport.
+
+Steps are opened by test code as their runs would open them; live updates come over
+/api/events (server-sent events read from the database), so what a page shows without being
+reloaded is what another process wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from propflow.demo import DEMO_PASSWORD
+from tests.webpages import complaint, manager_scene, open_step, repair
+
+LIVE_TIMEOUT = 10_000  # ms: events are read every second
+
+
+def sign_in(page: Any, base: str, staff_id: int, target: str = "/") -> None:
+    page.goto(base + target)
+    assert "/login" in page.url  # no session: the sign-in page, then back here
+    page.fill("#login", str(staff_id))
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(base + target)
+
+
+def rows(page: Any) -> list[int]:
+    return [int(x) for x in page.eval_on_selector_all(
+        "[data-testid=step-row]", "els => els.map(e => e.dataset.step)")]
+
+
+def mark(page: Any) -> None:
+    """A flag that a reload would lose: the page must still have it after a live update."""
+    page.evaluate("window.__notReloaded = true")
+
+
+def not_reloaded(page: Any) -> bool:
+    return bool(page.evaluate("window.__notReloaded === true"))
+
+
+def wait_connected(page: Any) -> None:
+    """Until the page's EventSource is open (htmx's SSE extension says so)."""
+    page.wait_for_function("window.__sseOpen === true", timeout=LIVE_TIMEOUT)
+
+
+def listen(page: Any) -> None:
+    page.add_init_script("document.addEventListener('htmx:sseOpen', () =>"
+                         " { window.__sseOpen = true; });")
+
+
+def test_a_manager_on_a_phone_decides_with_a_reason_and_watches_the_case_move_on(
+        live_web: str, demo: dict[str, Any], clock: Any, page_phone: Any) -> None:
+    scene = manager_scene(clock, demo)
+    page = page_phone
+    listen(page)
+    sign_in(page, live_web, scene["manager"])
+
+    # Only their pending steps, the escalated one first, each with a countdown.
+    assert rows(page) == [scene["accept"], scene["approve"]]
+    first = page.locator("[data-testid=step-row]").first
+    assert first.locator("[data-testid=escalated]").inner_text().startswith("已升级")
+    # Late at its first window (breached), counting down the manager's own window now.
+    assert first.locator("[data-testid=overdue]").inner_text() == "已超时"
+    assert "剩余" in first.locator("[data-testid=countdown]").inner_text()
+    second = page.locator("[data-testid=step-row]").nth(1)
+    assert second.locator("[data-testid=overdue]").count() == 0
+    assert "剩余" in second.locator("[data-testid=countdown]").inner_text()
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390  # fits the phone
+
+    # The case page in another tab, left open.
+    case_tab = page.context.new_page()
+    listen(case_tab)
+    case_tab.goto(f"{live_web}/cases/{scene['approve_case']}")
+    wait_connected(case_tab)
+    mark(case_tab)
+    step_item = case_tab.locator(f"[data-testid=case-step][data-step='{scene['approve']}']")
+    assert step_item.get_attribute("data-status") == "waiting"
+
+    # Refuse the compensation with a reason: the rule wants one when the answer is no.
+    page.click(f"[data-testid=step-row][data-step='{scene['approve']}'] a")
+    page.wait_for_url(f"{live_web}/steps/{scene['approve']}")
+    page.check("input[name=approved][value=false]")
+    assert page.locator("#f-reason").evaluate("el => el.required")
+    page.fill("#f-reason", "补偿金额超出标准")
+    page.fill("#f-comment", "请重新调查")
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("[data-testid=result]")
+    assert "补偿金额超出标准" in page.locator("[data-testid=decision]").inner_text()
+
+    # The case page moved on without a reload: decided, then the run's next step appears.
+    case_tab.wait_for_selector(
+        f"[data-testid=case-step][data-step='{scene['approve']}'][data-status=decided]",
+        timeout=LIVE_TIMEOUT)
+    again = open_step(clock, scene["approve_case"], "investigate#2", "investigate",
+                      "cs_supervisor")
+    case_tab.wait_for_selector(f"[data-testid=case-step][data-step='{again}']",
+                               timeout=LIVE_TIMEOUT)
+    assert "请重新调查" in case_tab.locator("[data-testid=timeline]").inner_text()
+    assert not_reloaded(case_tab)
+    case_tab.close()
+
+
+def test_the_inbox_updates_itself_when_a_step_opens_or_is_decided(
+        live_web: str, demo: dict[str, Any], clock: Any, any_page: Any) -> None:
+    scene = manager_scene(clock, demo)
+    page = any_page
+    listen(page)
+    sign_in(page, live_web, scene["manager"])
+    wait_connected(page)
+    mark(page)
+    from propflow import actions
+
+    actions.decide(scene["accept"], scene["manager"], {"note": "已督办"})  # from the CLI
+    page.wait_for_function(f"() => !document.querySelector(\"[data-step='{scene['accept']}']\")",
+                           timeout=LIVE_TIMEOUT)
+    number = complaint(unit="1-1-202", description="保洁不到位")
+    new = open_step(clock, number, "approve_resolution#1", "approve_resolution",
+                    "project_manager")
+    page.wait_for_selector(f"[data-testid=step-row][data-step='{new}']", timeout=LIVE_TIMEOUT)
+    assert sorted(rows(page)) == sorted([scene["approve"], new])
+    assert not_reloaded(page)
+
+
+def test_a_form_posted_without_its_csrf_token_is_refused(
+        live_web: str, demo: dict[str, Any], clock: Any, page_desktop: Any) -> None:
+    scene = manager_scene(clock, demo)
+    page = page_desktop
+    sign_in(page, live_web, scene["manager"], f"/steps/{scene['accept']}")
+    page.evaluate("document.querySelector('[data-testid=decide-form] input[name=csrf]')"
+                  ".value = 'forged'")
+    page.fill("#f-note", "伪造")
+    with page.expect_response(f"{live_web}/steps/{scene['accept']}/decide") as answer:
+        page.click("[data-testid=submit]")
+    assert answer.value.status == 403
+    assert "CSRF" in page.content()
+    page.goto(f"{live_web}/steps/{scene['accept']}")
+    assert page.locator("[data-testid=decide-form]").count() == 1  # still waiting
+
+
+@pytest.mark.parametrize("lang", ["en"])
+def test_the_step_page_in_english_marks_required_fields(
+        live_web: str, demo: dict[str, Any], clock: Any, page_desktop: Any, lang: str) -> None:
+    number = repair()
+    step = open_step(clock, number, "complete#1", "complete", "technician",
+                     demo["by_role"]["technician"])
+    page = page_desktop
+    sign_in(page, live_web, demo["by_role"]["technician"], f"/steps/{step}")
+    page.goto(f"{live_web}/steps/{step}?lang={lang}")
+    assert page.locator("h1").inner_text().startswith("complete")
+    assert page.locator("#f-diagnosis").evaluate("el => el.required")
+    assert not page.locator("#f-work_done").evaluate("el => el.required")
+    page.click("[data-testid=submit]")  # the browser refuses an empty required field
+    assert page.url.endswith(f"/steps/{step}?lang={lang}")
+    page.fill("#f-diagnosis", "lamp worn out")
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("[data-testid=result]")
+    assert "Submitted" in page.locator("[data-testid=result]").inner_text()
