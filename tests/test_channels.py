@@ -306,7 +306,7 @@ def test_build_channel_from_policy_entries(monkeypatch, http_receiver):  # noqa:
 
 @pytest.mark.parametrize(("spec", "key", "expected"), [
     ({"url": "https://x"}, "kind", "one of email, wecom, dingtalk, feishu"),
-    ({"kind": "sms"}, "kind", "one of email, wecom, dingtalk, feishu, got 'sms'"),
+    ({"kind": "sms"}, "kind", "feishu, aliyun_sms, tencent_sms, got 'sms'"),
     ({"kind": "wecom"}, "url", "the bot webhook URL"),
     ({"kind": "wecom", "url": "qyapi.weixin.qq.com/x"}, "url", "http(s) webhook URL"),
     ({"kind": "email", "sender": "a@x.cn"}, "host", "SMTP host"),
