@@ -26,7 +26,6 @@ class Operation:
     zh: str
     en: str
     needs: tuple[str, ...] = ()  # posted fields: "to" (a colleague), "reason", "position"
-    waiting: bool = True  # on a waiting step; withdraw is for a decided one
 
 
 OPERATIONS = (
@@ -37,7 +36,7 @@ OPERATIONS = (
     Operation("add_signer", "加签", "add signer", ("to", "position", "reason")),
     Operation("cc", "抄送", "copy to", ("to",)),
     Operation("send_back", "驳回", "send back", ("reason",)),
-    Operation("withdraw", "撤回", "withdraw", ("reason",), waiting=False),
+    Operation("withdraw", "撤回", "withdraw", ("reason",)),
 )
 BY_NAME = {op.name: op for op in OPERATIONS}
 
@@ -63,34 +62,49 @@ def colleagues(case_number: str, staff_id: int) -> list[dict[str, Any]]:
                 for p in dict.fromkeys(people)]
 
 
+def _offered(op: Operation, step: dict[str, Any], staff_id: int) -> bool:
+    """Whether the page offers the operation to this person; the rules behind it are still
+    models.operations', which refuse with the reason whatever is posted."""
+    mine = next((p["rule"] for p in step.get("may_decide", []) if p["id"] == staff_id), None)
+    if op.name == "withdraw":
+        return bool(step.get("decision")) and step["decision"]["by"] == staff_id
+    if step["status"] != "waiting":
+        return False
+    if op.name == "claim":
+        return step["assignee"] is None and mine == "role"
+    if op.name == "unclaim":
+        return bool(step["assignee"] == staff_id)
+    return mine in ("assignee", "role")
+
+
 def available(step: dict[str, Any], staff_id: int) -> dict[str, Any]:
     """The operations this page offers, and the colleagues its pickers list."""
-    waiting = step["status"] == "waiting"
-    ops = [op for op in OPERATIONS if _function(op.name) and op.waiting == waiting]
+    ops = [op for op in OPERATIONS if _function(op.name) and _offered(op, step, staff_id)]
     needs_people = any("to" in op.needs for op in ops)
     return {"list": ops,
             "colleagues": colleagues(step["case"], staff_id) if needs_people else []}
 
 
-def run(name: str, step_id: int, staff_id: int, posted: dict[str, Any]) -> Any:
+def run(name: str, step_id: int, staff_id: int, posted: dict[str, Any]) -> dict[str, Any]:
     op = BY_NAME.get(name)
     function = _function(name) if op else None
     if op is None or function is None:
         raise PropflowError(f"operation：没有操作 {name!r}；expected one of "
                             f"{[o.name for o in OPERATIONS if _function(o.name)]}",
                             field="operation")
+    actions.show_step_as(step_id, staff_id)  # out of their communities: not found
     accepted = inspect.signature(function).parameters
     kwargs: dict[str, Any] = {}
     for field in op.needs:
-        raw = str(posted.get(field, "")).strip()
-        if field not in accepted or not raw:
+        if field not in accepted:
             continue
+        raw = str(posted.get(field, "")).strip()
         if field == "to":
             if not raw.isdigit():
-                raise PropflowError(f"to：请选择同事；expected a staff id, got {raw[:20]!r}",
-                                    field="to")
+                raise PropflowError(f"to：请选择同事；expected a colleague's staff id"
+                                    f"{f', got {raw[:20]!r}' if raw else ''}", field="to")
             kwargs[field] = int(raw)
-        else:
-            kwargs[field] = raw
-    return function(step_id, staff_id, channel="web", **kwargs) if "channel" in accepted \
-        else function(step_id, staff_id, **kwargs)
+        elif raw or accepted[field].default is inspect.Parameter.empty:
+            kwargs[field] = raw  # a reason the rule requires is refused by it, naming it
+    done: dict[str, Any] = function(step_id, staff_id, **kwargs)
+    return done

@@ -47,6 +47,10 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "run_restarted": ("流程重启", "run restarted"), "run_stuck": ("流程卡住", "run stuck"),
     "run_recovered": ("流程恢复", "run recovered"),
     "ui_decision_refused": ("Prefect 界面决定被拒", "Prefect UI decision refused"),
+    "claimed": ("认领", "claimed"), "unclaimed": ("退回认领", "unclaimed"),
+    "transferred": ("转办", "transferred"), "delegated": ("委派", "delegated"),
+    "signer_added": ("加签", "signer added"), "copied": ("抄送", "copied"),
+    "sent_back": ("驳回", "sent back"), "withdrawn": ("撤回", "withdrawn"),
 }
 STATUSES: dict[str, tuple[str, str]] = {
     "open": ("待处理", "open"), "in_progress": ("处理中", "in progress"),
@@ -140,6 +144,9 @@ def _names(case: dict[str, Any], lang: str) -> dict[str, str]:
            if e["actor"].startswith("staff:") and e["actor"].split(":", 1)[1].isdigit()}
     ids |= {s["decision"]["by"] for s in case["steps"] if s.get("decision")
             and s["decision"].get("by")}
+    for e in case["timeline"]:  # whom a step was transferred, delegated or copied to
+        to = e["detail"].get("to")
+        ids |= {t for t in (to if isinstance(to, list) else [to]) if isinstance(t, int)}
     if str(case.get("first_responder") or "").isdigit():
         ids.add(int(case["first_responder"]))
     out = {k: v[0] if lang == "zh-CN" else v[1] for k, v in ACTORS.items()}
@@ -196,7 +203,9 @@ def _own_step(principal: Principal, step_id: int) -> int:
 async def step_page(request: Request, step_id: int, principal: Page) -> Response:
     staff_id = _own_step(principal, step_id)
     step = await run_in_threadpool(_step, step_id, staff_id)
-    result = {k: request.query_params.get(k) for k in ("done", "delivery", "op")}
+    result = {k: request.query_params.get(k) for k in ("done", "delivery")}
+    done = approvals.BY_NAME.get(result["done"] or "")
+    result["label"] = (done.zh if lang_of(request) == "zh-CN" else done.en) if done else ""
     return render(request, "step.html", {"principal": principal, "step": step,
                                          "result": result, "error": None, "posted": {},
                                          **_clock()})
@@ -230,12 +239,14 @@ async def operate(request: Request, step_id: int, operation: str, principal: Pag
     staff_id = _own_step(principal, step_id)
     posted = dict((await request.form()).items())
     try:
-        await run_in_threadpool(approvals.run, operation, step_id, staff_id, posted)
+        done = await run_in_threadpool(approvals.run, operation, step_id, staff_id, posted)
     except PropflowError as exc:
         step = await run_in_threadpool(_step, step_id, staff_id)
         return render(request, "step.html", {
             "principal": principal, "step": step, "result": {}, "posted": posted,
             "error": {"field": exc.field, "message": exc.message, "op": operation},
             **_clock()}, status=status_of(exc))
-    return RedirectResponse(f"/steps/{step_id}?{urlencode({'done': operation})}",
+    # A withdrawn decision waits again as a new instance of the step: that is the page now.
+    shown = done.get("reopened") if operation == "withdraw" else None
+    return RedirectResponse(f"/steps/{shown or step_id}?{urlencode({'done': operation})}",
                             status_code=303)
