@@ -116,6 +116,8 @@ def consume(session: Session, token: str, audience: Audience, now: datetime) -> 
     usable(link, now)
     _claim(link, session, now)
     session.refresh(link)
+    audit(session, at=now, actor=f"staff:{link.staff_id}" if link.staff_id else "owner",
+          action="link_used", case_id=link.step.case_id, step=link.step.key)
     return link
 
 

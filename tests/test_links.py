@@ -82,6 +82,9 @@ def test_a_staff_link_opens_its_step_and_nothing_else(web_client, demo, repair):
     assert web_client.get("/api/cases").status_code == 403
     inbox = web_client.get("/")
     assert inbox.status_code == 303 and inbox.headers["location"] == f"/steps/{step_id}"
+    with unit_of_work() as session:  # the timeline says who came in by a link
+        used = session.scalars(select(AuditEvent).where(AuditEvent.action == "link_used")).one()
+        assert used.actor == f"staff:{supervisor}" and used.detail == {"step": "dispatch#1"}
 
 
 def test_each_person_gets_their_own_link_a_group_none(web_client, demo, repair,  # noqa: F811
