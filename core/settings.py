@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     executor: Literal["threads", "processes"] = "threads"
     run_threads: int = 8  # runs executing at once; a waiting (suspended) run takes none
     run_poll_seconds: float = 0.5  # how often serve asks Prefect for runs to take
+    # How often a run executing in serve shows Prefect it is alive; one silent for 6 beats
+    # (30 s) lost its service and is restarted by run supervision (propflow/executor.py).
+    run_heartbeat_seconds: float = 5.0
     # The web door (propflow/web), served by `propflow serve`; 0 serves none.
     web_port: int = 8080
     web_host: str = "127.0.0.1"

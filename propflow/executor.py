@@ -10,13 +10,23 @@ threads. A suspend still ends the run's execution (Prefect raises `Pause` out of
 the body from the record.
 
 What the Runner's child process gave and threads do not: a run cannot be killed on its own.
-A run cancelled in Prefect stops at its next task (the engine is refused); a run whose
-service dies with it is left Running and run supervision restarts it (propflow.supervise).
+A run cancelled in Prefect stops at its next task (the engine is refused).
+
+Nor is there a parent left to say that a run died with its service: a `kill -9` of
+`propflow serve` leaves the runs it had taken Pending or Running in Prefect, with nobody
+executing them. So a run taken here carries a heartbeat: its `infrastructure_pid` (where
+Prefect's Runner puts a child's pid) names this service and a counter that moves every
+PROPFLOW_RUN_HEARTBEAT_SECONDS while the run executes. Run supervision, in any replica or in
+this service restarted, restarts a Pending or Running run whose beat stopped
+(propflow.supervise, `beat`) at once rather than after `supervision.stuck_after`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,12 +36,23 @@ from uuid import UUID
 
 log = logging.getLogger("propflow.executor")
 
+# What a heartbeat's infrastructure_pid starts with. No colon: a Prefect process worker reads
+# "host:pid" there as a process of its own to kill on cancellation.
+BEAT = "propflow-serve/"
+
 
 class Executor:
     """Polls Prefect for Scheduled runs of our deployments and runs them in threads."""
 
     def __init__(self, deployments: list[Any], flows: list[Any], threads: int,
-                 poll_seconds: float) -> None:
+                 poll_seconds: float, heartbeat_seconds: float | None = None) -> None:
+        if heartbeat_seconds is None:
+            from core.settings import get_settings
+
+            heartbeat_seconds = get_settings().run_heartbeat_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self.me = f"{BEAT}{socket.gethostname()}/{os.getpid()}"
+        self._beats = itertools.count(1)
         self.deployments = deployments
         self.flows = {flow.name: flow for flow in flows}
         self.threads = max(1, threads)
@@ -63,6 +84,7 @@ class Executor:
         print(f"propflow serve：流程在本进程内执行，最多 {self.threads} 个并行 (runs execute "
               f"in this process, {self.threads} at a time); polling for scheduled runs every "
               f"{self.poll_seconds:g}s", flush=True)
+        threading.Thread(target=self._heartbeat, name="run-heartbeat", daemon=True).start()
         with get_client(sync_client=True) as client:
             while not self._stopping.is_set():
                 self._poked.clear()
@@ -91,6 +113,9 @@ class Executor:
                 if run.id in self._taken or len(self._taken) >= self.threads:
                     continue
             try:
+                # Marked before it is taken, so that a run is never Pending here without a
+                # beat; a replica that wins it instead marks it with its own.
+                self._beat(client, run.id)
                 # Scheduled -> Pending is granted once: another replica's proposal is refused.
                 state = propose_state_sync(client, Pending(), flow_run_id=run.id)
             except Abort:
@@ -103,6 +128,24 @@ class Executor:
             with self._lock:
                 self._taken.add(run.id)
             self._pool.submit(self._execute, run)
+
+    def _beat(self, client: Any, run_id: UUID) -> None:
+        client.update_flow_run(run_id, infrastructure_pid=f"{self.me}/{next(self._beats)}")
+
+    def _heartbeat(self) -> None:
+        """Move the beat of every run executing here. A thread of its own: a long pass of
+        the SLA clock or a busy poll must not make a live run look abandoned."""
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            while not self._stopping.wait(self.heartbeat_seconds):
+                with self._lock:
+                    taken = list(self._taken)
+                for run_id in taken:
+                    try:
+                        self._beat(client, run_id)
+                    except Exception as exc:  # one missed beat is far from six
+                        log.info("could not beat for run %s: %r", run_id, exc)
 
     def _execute(self, run: Any) -> None:
         from prefect.exceptions import Abort, Pause

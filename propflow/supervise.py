@@ -9,6 +9,13 @@ replay fails again. A new run has no such history: its body replays from the rec
 (every task is idempotent, keyed in the database). The old run, if not already finished,
 is set Cancelled first so that only one run works the case.
 
+A run executing in a `propflow serve` (its threads, propflow/executor.py) carries a beat that
+its service moves every few seconds. A kill -9 of the service leaves it Pending or Running
+with a beat that no longer moves: nobody executes it, and nobody will mark it crashed. Such a
+run is restarted as soon as its beat has stood still for six beats (30 s by default) — in
+any replica, or in the service started again — so a decision made just before the crash is
+carried out within about a minute, not after `stuck_after`.
+
 One Prefect call reads every open case's run (in batches); none is made when no case is
 open. Only runs started from a deployment are supervised: a run started by hand (tests, a
 script) has nothing to restart it from.
@@ -28,11 +35,13 @@ from sqlalchemy import select, update
 
 from core.clock import now
 from core.policy import get_policy
+from core.settings import get_settings
 from core.vocabulary import CaseStatus, Role, StepStatus
 from models import notices
 from models.cases import Case, Decision, Escalation, Step
 from models.db import rowcount, unit_of_work
 from models.outbox import audit
+from propflow.executor import BEAT
 from tasks import runs
 
 log = logging.getLogger("propflow.supervise")
@@ -42,6 +51,10 @@ DEAD = {"FAILED", "CRASHED", "CANCELLED"}
 # heartbeat, and that is healthy.
 WAITING = {"PAUSED"}
 WAIT_NAMES = {"Suspended", "Paused"}
+# States a run is in while something executes it (or should): a beat that stands still in
+# one of them means its executor is gone.
+EXECUTING = {"PENDING", "RUNNING", "CANCELLING"}
+MISSED_BEATS = 6
 ID_BATCH = 1000  # run ids per request
 PAGE = 200  # the server's largest page
 # A run only looks stuck to the process that has seen the very same Prefect state on this
@@ -62,6 +75,9 @@ class Seen:
     name: str  # Running, Suspended, Crashed, AwaitingRetry, ...
     type: str  # RUNNING, PAUSED, CRASHED, ...
     served: bool  # started from a deployment
+    # The heartbeat of a run executing in a propflow serve (its infrastructure_pid), or None
+    # for a run executed elsewhere (Prefect's Runner, a work pool's worker), which has none.
+    beat: str | None = None
 
 
 @dataclass
@@ -74,6 +90,8 @@ class Result:
 # case id -> what this process saw last (state id, something unread), on how many passes in
 # a row, since when (time.monotonic)
 _watch: dict[int, tuple[tuple[str, bool], int, float]] = {}
+# case id -> the beat of its executing run last seen here, on how many passes, since when
+_beats: dict[int, tuple[str, int, float]] = {}
 
 
 def check(worker: str = "supervise") -> Result:
@@ -81,6 +99,7 @@ def check(worker: str = "supervise") -> Result:
     at, mono = now(), time.monotonic()  # record time for windows, real time for liveness
     policy = get_policy().supervision
     cutoff = at - policy.stuck_after
+    orphan_after = MISSED_BEATS * get_settings().run_heartbeat_seconds
     with unit_of_work() as session:
         cases = session.execute(select(
             Case.id, Case.number, Case.procedure, Case.status, Case.flow_run_id, Case.run_state,
@@ -89,6 +108,8 @@ def check(worker: str = "supervise") -> Result:
         overdue = _unread_since(session, cutoff) if cases else set()
     for gone in set(_watch) - {c.id for c in cases}:
         del _watch[gone]
+    for gone in set(_beats) - {c.id for c in cases}:
+        del _beats[gone]
     if not cases:
         return result
     try:
@@ -120,8 +141,12 @@ def check(worker: str = "supervise") -> Result:
             continue
         if case.status == CaseStatus.STUCK or run.type == "COMPLETED":
             continue  # company_cs was told; a person takes it from here
+        silent = _silent_for(case.id, run, mono)
         if run.type in DEAD:
             why = f"run {run.name}"
+        elif silent is not None and silent >= orphan_after:
+            why = (f"run {run.name}, but the propflow serve executing it is gone "
+                   f"(no heartbeat for {silent:.0f} s)")
         elif passes < CONFIRM_PASSES or mono - watched_since < min(
                 LIVENESS_FLOOR, policy.stuck_after.total_seconds()):
             continue
@@ -148,6 +173,21 @@ def check(worker: str = "supervise") -> Result:
         elif _restart(case, run, at, worker, why):
             result.restarted += 1
     return result
+
+
+def _silent_for(case_id: int, run: Seen, mono: float) -> float | None:
+    """Real seconds this process has seen the beat of the case's executing run stand still,
+    on CONFIRM_PASSES passes at least; None while it moves or if the run has none."""
+    if run.beat is None or run.type not in EXECUTING:
+        _beats.pop(case_id, None)
+        return None
+    before = _beats.get(case_id)
+    if before and before[0] == run.beat:
+        _beats[case_id] = (run.beat, before[1] + 1, before[2])
+    else:
+        _beats[case_id] = (run.beat, 1, mono)
+    _, passes, since = _beats[case_id]
+    return mono - since if passes >= CONFIRM_PASSES else None
 
 
 def _unread_since(session: Any, cutoff: datetime) -> set[int]:
@@ -201,9 +241,11 @@ def _query(run_ids: list[str], state: Any) -> dict[str, Seen]:
                     if run.state is not None:
                         # Prefect names a state after its type when given no name.
                         name = run.state.name or run.state.type.value.title()
+                        pid = run.infrastructure_pid or ""
                         out[str(run.id)] = Seen(str(run.state.id), name,
                                                 run.state.type.value,
-                                                run.deployment_id is not None)
+                                                run.deployment_id is not None,
+                                                pid if pid.startswith(BEAT) else None)
                 if len(page) < PAGE:
                     break
                 offset += PAGE
@@ -246,6 +288,7 @@ def _restart(case: Any, run: Seen, at: datetime, worker: str, why: str) -> bool:
               reason=why, state=run.name, run=case.flow_run_id, new_run=new_id,
               attempt=attempt)
     _watch.pop(case.id, None)
+    _beats.pop(case.id, None)
     log.warning("%s: restarted its run (%s), attempt %d", case.number, why, attempt)
     return True
 
