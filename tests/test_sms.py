@@ -291,8 +291,10 @@ def test_the_policy_builds_a_rate_limited_channel(monkeypatch, tencent):
     assert tencent.wait_for(1)[0]["verified"]
 
 
-def sms_policy(policy_with: Callable[..., Any], url: str, **sms: Any) -> Any:
+def sms_policy(policy_with: Callable[..., Any], url: str,
+               routes: dict[str, list[str]] | None = None, **sms: Any) -> Any:
     return policy_with(
+        routes=routes or {},
         channels={"owner_sms": {"kind": "aliyun_sms", "url": url,
                                 "access_key_id_env": "ALI_ID", "access_key_secret_env": "ALI_KEY"},
                   "ops": {"kind": "wecom", "url": "http://127.0.0.1:9/send?key=k"}},
@@ -375,3 +377,27 @@ def test_an_owners_link_goes_by_sms_with_the_policys_template(demo, aliyun, poli
             Notification.recipient == f"owner:{PHONE}", Notification.event == "step_opened",
             Notification.channel == "inbox")).one()
         assert values["link"] in inbox
+
+
+def test_a_route_to_an_sms_channel_texts_staff_each_their_own_link(demo, aliyun, policy_with,
+                                                                   monkeypatch):
+    from core.clock import now
+    from models import directory, steps
+    from notifications.delivery import deliver_due
+
+    monkeypatch.setenv("ALI_ID", KEY_ID)
+    monkeypatch.setenv("ALI_KEY", SECRET)
+    sms_policy(policy_with, aliyun.url, routes={"step_opened": ["owner_sms"]})
+    number = actions.open_repair(start_run=False, **REPAIR | {"phone": PHONE})["number"]
+    with unit_of_work() as session:
+        steps.open_step(session, case=directory.case(session, number), key="dispatch#1",
+                        kind="dispatch", role=Role.TECH_SUPERVISOR, now=now())
+        told = session.scalars(select(Notification.recipient).where(
+            Notification.channel == "owner_sms")).all()
+    assert told and all(r.startswith("staff:") for r in told)
+    deliver_due()
+    requests = aliyun.wait_for(len(told))
+    assert all(r["verified"] for r in requests)
+    links = [json.loads(r["params"]["TemplateParam"])["link"] for r in requests]
+    assert all(link.startswith("http://127.0.0.1:8080/l/") for link in links)
+    assert len(set(links)) == len(links)  # each person their own
