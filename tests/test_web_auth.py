@@ -375,3 +375,27 @@ def test_propflow_serve_answers_on_the_web_port(service, demo):
                         json={"login": "cs_supervisor", "password": DEMO_PASSWORD})
     assert signed.status_code == 200 and signed.json()["name"] == "陈静"
     assert f"网页入口 (web door): {service.web_url}" in service.log.read_text()
+
+
+def test_signing_in_and_out_in_chromium_at_phone_and_desktop_size(any_page, live_web, demo):
+    page = any_page
+    page.goto(f"{live_web}/login?next=/login")
+    width = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1]  # nothing wider than the screen, on a phone too
+    page.fill("#login", "cs_supervisor")
+    page.fill("#password", "not-the-password")
+    page.click("button[type=submit]")
+    assert "登录名或密码不正确" in page.inner_text("[data-testid=error]")
+    assert page.input_value("#login") == "cs_supervisor"  # kept for the next try
+
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_selector("[data-testid=who]")  # /login again, now signed in
+    assert page.inner_text("[data-testid=who]") == "陈静"
+    cookie = next(c for c in page.context.cookies() if c["name"] == auth.COOKIE)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert page.evaluate("() => document.cookie").find(auth.COOKIE) == -1  # not for scripts
+
+    page.click("header form[action='/logout'] button")
+    page.wait_for_url(f"{live_web}/login")
+    assert not [c for c in page.context.cookies() if c["name"] == auth.COOKIE]

@@ -223,6 +223,11 @@ def _session_principal(session: dict[str, Any]) -> Principal | None:
         return Principal(person.id, person.name, via, step_id=step_id, case_id=case_id)
 
 
+async def session_principal(request: Request) -> Principal | None:
+    """The session's Principal or None, for pages anyone may see (the sign-in page)."""
+    return await _from_session(request)
+
+
 async def _from_session(request: Request) -> Principal | None:
     session = session_of(request)
     if session is None:

@@ -49,9 +49,10 @@ async def _sign_in(request: Request, login: str, password: str) -> accounts.Sign
 
 
 @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
-def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+async def login_page(request: Request, next: str | None = None) -> HTMLResponse:
+    principal = await auth.session_principal(request)  # signed in: the header says who
     response = render(request, "login.html", {"next": _safe_next(next), "login": "",
-                                              "error": ""})
+                                              "error": "", "principal": principal})
     auth.keep_anon_csrf(request, response)
     return response
 
