@@ -33,5 +33,5 @@ async def open_link(request: Request, token: str) -> Response:
                                  {"reason": "unknown", "owner": False}, status=404)
     response = RedirectResponse(f"/steps/{opened['step_id']}", status_code=303)
     auth.start_session(response, opened["staff_id"], step_id=opened["step_id"],
-                       max_age=LINK_SESSION_SECONDS)
+                       max_age=LINK_SESSION_SECONDS, secure=request.url.scheme == "https")
     return response
