@@ -158,3 +158,145 @@ def test_the_step_page_in_english_marks_required_fields(
     page.click("[data-testid=submit]")
     page.wait_for_selector("[data-testid=result]")
     assert "Submitted" in page.locator("[data-testid=result]").inner_text()
+
+
+def test_a_manager_on_a_phone_transfers_an_escalated_step_to_a_colleague(
+        live_web: str, demo: dict[str, Any], clock: Any, page_phone: Any) -> None:
+    scene = manager_scene(clock, demo)
+    colleague = next(p["id"] for p in demo["staff"] if p["name"] == "郑浩")
+    page = page_phone
+    sign_in(page, live_web, scene["manager"], f"/steps/{scene['accept']}")
+    page.click("[data-testid=op-transfer] summary")
+    page.select_option("#transfer-to", str(colleague))
+    page.fill("#transfer-reason", "吴刚在外区支援")
+    page.click("[data-testid=op-transfer] button[type=submit]")
+    page.wait_for_selector("[data-testid=result][data-done=transfer]")
+    assert "郑浩" in page.locator("[data-testid=step-summary]").inner_text()
+    page.click("[data-testid=case-link]")
+    timeline = page.locator("[data-testid=timeline]").inner_text()
+    assert "转办" in timeline and "→ 郑浩" in timeline and "吴刚在外区支援" in timeline
+
+
+def _operate(page: Any, base: str, step_id: int, op: str, **fields: str) -> None:
+    page.goto(f"{base}/steps/{step_id}")
+    page.click(f"[data-testid=op-{op}] summary")
+    for name, value in fields.items():
+        target = f"#{op}-{name}"
+        if page.locator(target).evaluate("el => el.tagName") == "SELECT":
+            page.select_option(target, value)
+        else:
+            page.fill(target, value)
+    page.click(f"[data-testid=op-{op}] button[type=submit]")
+    page.wait_for_selector(f"[data-testid=result][data-done={op}]")
+
+
+def test_each_approval_operation_once_in_the_browser(
+        live_web: str, demo: dict[str, Any], clock: Any, page_desktop: Any) -> None:
+    scene = manager_scene(clock, demo)
+    by_role = demo["by_role"]
+    page = page_desktop
+    sign_in(page, live_web, scene["manager"], f"/steps/{scene['approve']}")
+    approve = scene["approve"]
+    _operate(page, live_web, approve, "claim")
+    _operate(page, live_web, approve, "unclaim")
+    _operate(page, live_web, approve, "cc", to=str(by_role["csr"]))
+    _operate(page, live_web, approve, "add_signer", to=str(by_role["cs_director"]),
+             position="after", reason="金额较大")
+    _operate(page, live_web, approve, "delegate", to=str(by_role["cs_supervisor"]),
+             reason="请先核实")
+    timeline = page.goto(f"{live_web}/cases/{scene['approve_case']}")
+    assert timeline and timeline.status == 200
+    events = page.locator("[data-testid=event]").evaluate_all(
+        "els => els.map(e => e.dataset.action)")
+    for action in ("claimed", "unclaimed", "copied", "signer_added", "delegated"):
+        assert action in events
+
+    # 驳回 from another approval, and 撤回 by whoever decided the step before it.
+    number = complaint(unit="1-1-302", description="绿化带无人打理")
+    cleaner = by_role["cleaning"]
+    investigate = open_step(clock, number, "investigate#1", "investigate", "cleaning")
+    from propflow import actions
+
+    actions.decide(investigate, cleaner, {"findings": "漏剪", "proposed_resolution": "补剪",
+                                          "compensation": "50"})
+    second = open_step(clock, number, "approve_resolution#1", "approve_resolution",
+                       "project_manager", context={"approves": "investigate#1"})
+    _operate(page, live_web, second, "send_back", reason="方案不具体")
+    assert "已取消" in page.locator("[data-testid=step-summary]").inner_text()
+
+    page.context.clear_cookies()
+    sign_in(page, live_web, cleaner)
+    again = max(rows(page))  # investigate, reopened for the cleaner by the send-back
+    page.goto(f"{live_web}/steps/{again}")
+    page.fill("#f-findings", "漏剪两处")
+    page.fill("#f-proposed_resolution", "本周补剪")
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("[data-testid=result]")
+    open_step(clock, number, "approve_resolution#2", "approve_resolution", "project_manager",
+              context={"approves": "investigate#2"})
+    _operate(page, live_web, again, "withdraw", reason="方案写错")
+    assert page.locator("[data-testid=decide-form]").count() == 1  # waiting for me again
+
+
+def test_a_technician_opens_the_one_tap_link_from_their_message_and_decides(
+        live_web: str, demo: dict[str, Any], clock: Any, page_phone: Any) -> None:
+    technician = demo["by_role"]["technician"]
+    number = repair(description="地下车库灯不亮")
+    step = open_step(clock, number, "accept#1", "accept", "technician", technician)
+    token = message_link(f"staff:{technician}", "l")
+    page = page_phone
+    page.goto(f"{live_web}/l/{token}")
+    page.wait_for_url(f"{live_web}/steps/{step}")
+    assert "地下车库灯不亮" in page.locator("[data-testid=step-summary]").inner_text()
+    assert page.locator("[data-testid=nav-inbox]").count() == 0  # this step alone
+    page.fill("#f-note", "半小时到")
+    page.click("[data-testid=submit]")
+    page.wait_for_selector("[data-testid=result][data-done=decided]")
+    assert page.goto(f"{live_web}/").url.endswith(f"/steps/{step}")
+    assert page.goto(f"{live_web}/dashboard").status == 403
+    assert page.goto(f"{live_web}/l/{token}").status == 410  # single use
+
+
+def test_an_owner_rates_the_repair_from_the_link_in_their_message(
+        live_web: str, demo: dict[str, Any], clock: Any, page_phone: Any,
+        page_desktop: Any) -> None:
+    number = repair(description="门禁失灵")
+    callback = open_step(clock, number, "callback#1", "callback", "owner")
+    token = message_link("owner:13800138000", "o")
+
+    desk = page_desktop  # the front desk watches the case
+    listen(desk)
+    sign_in(desk, live_web, demo["by_role"]["csr"], f"/cases/{number}")
+    wait_connected(desk)
+    mark(desk)
+
+    owner = page_phone
+    owner.goto(f"{live_web}/o/{token}")
+    assert number in owner.content() and "13800138000" not in owner.content()
+    owner.check("#rating-5")
+    owner.fill("#comment", "修得很快")
+    owner.click("[data-testid=submit]")
+    assert "5" in owner.locator("[data-testid=answer]").inner_text()
+
+    desk.wait_for_selector(
+        f"[data-testid=case-step][data-step='{callback}'][data-status=decided]",
+        timeout=LIVE_TIMEOUT)
+    assert not_reloaded(desk)
+
+
+def message_link(recipient: str, kind: str) -> str:
+    """The token of the last one-tap link in the recipient's in-app messages."""
+    import re
+
+    from sqlalchemy import select
+
+    from models.db import unit_of_work
+    from models.outbox import Notification
+
+    with unit_of_work() as session:
+        bodies = list(session.scalars(select(Notification.body).where(
+            Notification.recipient == recipient).order_by(Notification.id)))
+    found = [m.group(1) for body in bodies
+             for m in re.finditer(rf"/{kind}/([A-Za-z0-9_-]{{20,}})", body)]
+    assert found, f"no /{kind}/ link in the messages to {recipient}"
+    return found[-1]

@@ -74,6 +74,8 @@ def _offered(op: Operation, step: dict[str, Any], staff_id: int) -> bool:
         return step["assignee"] is None and mine == "role"
     if op.name == "unclaim":
         return bool(step["assignee"] == staff_id)
+    if op.name in ("transfer", "send_back"):  # a stand-in or an escalated level may too
+        return mine is not None
     return mine in ("assignee", "role")
 
 
