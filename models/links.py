@@ -49,10 +49,14 @@ class Link(Base):
 class LinkGone(Conflict):
     """A link already used, or expired: nothing was changed."""
 
-    def __init__(self, message: str, *, reason: Literal["used", "expired"]) -> None:
+    def __init__(self, message: str, *, reason: Literal["used", "expired"],
+                 link: Link | None = None) -> None:
         super().__init__(message, field="token")
         self.code = f"link_{reason}"
         self.reason = reason
+        # Whose and which step: a second tap by whoever already holds its session goes on.
+        self.staff_id = link.staff_id if link else None
+        self.step_id = link.step_id if link else None
 
 
 def digest(token: str) -> str:
@@ -104,10 +108,10 @@ def usable(link: Link, now: datetime) -> None:
     """LinkGone unless the link may still be used."""
     if link.used_at is not None:
         raise LinkGone("token：此链接已使用过，每个链接只能使用一次；expected a new link, or "
-                       "sign in (登录) instead", reason="used")
+                       "sign in (登录) instead", reason="used", link=link)
     if link.expires_at <= now:
         raise LinkGone("token：此链接已过期；expected a link used before it expires, or sign "
-                       "in (登录) instead", reason="expired")
+                       "in (登录) instead", reason="expired", link=link)
 
 
 def consume(session: Session, token: str, audience: Audience, now: datetime) -> Link:
@@ -127,7 +131,7 @@ def _claim(link: Link, session: Session, now: datetime) -> None:
         .values(used_at=now).execution_options(synchronize_session=False)))
     if not taken:  # another click got there between the read and the claim
         raise LinkGone("token：此链接刚刚已被使用；每个链接只能使用一次；expected a new link, "
-                       "or sign in (登录) instead", reason="used")
+                       "or sign in (登录) instead", reason="used", link=link)
 
 
 def owner_decides(session: Session, link: Link, values: dict[str, Any],

@@ -118,9 +118,12 @@ def test_an_expired_link_is_refused_and_changes_nothing(web_client, demo, repair
 
 
 def test_a_used_link_is_refused(web_client, demo, repair):  # noqa: F811
-    open_step(repair, "dispatch#1", "dispatch", Role.TECH_SUPERVISOR)
+    step_id = open_step(repair, "dispatch#1", "dispatch", Role.TECH_SUPERVISOR)
     [(_, token)] = links_to(f"staff:{demo['by_role']['tech_supervisor']}")
     assert web_client.get(f"/l/{token}").status_code == 303
+    # A second tap in the browser it signed in goes back to the step: nothing new is opened.
+    second = web_client.get(f"/l/{token}")
+    assert second.status_code == 303 and second.headers["location"] == f"/steps/{step_id}"
     web_client.cookies.clear()
 
     again = web_client.get(f"/l/{token}")

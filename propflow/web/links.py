@@ -26,6 +26,9 @@ async def open_link(request: Request, token: str) -> Response:
     try:
         opened = await run_in_threadpool(actions.open_staff_link, token)
     except LinkGone as exc:
+        if exc.reason == "used" and _holds(request, exc.staff_id, exc.step_id):
+            # A second tap by whoever the first one signed in: the same page, nothing new.
+            return RedirectResponse(f"/steps/{exc.step_id}", status_code=303)
         return templating.render(request, "links/gone.html",
                                  {"reason": exc.reason, "owner": False}, status=410)
     except NotFound:
@@ -35,3 +38,10 @@ async def open_link(request: Request, token: str) -> Response:
     auth.start_session(response, opened["staff_id"], step_id=opened["step_id"],
                        max_age=LINK_SESSION_SECONDS, secure=request.url.scheme == "https")
     return response
+
+
+def _holds(request: Request, staff_id: int | None, step_id: int | None) -> bool:
+    """Whether this browser is already signed in as the link's staff member, for its step."""
+    session = auth.session_of(request)
+    return (session is not None and staff_id is not None and session.get("s") == staff_id
+            and session.get("st") in (None, step_id))
