@@ -57,7 +57,9 @@ class Bench:
         os.environ.update(PROPFLOW_HOME=str(self.tmp), PREFECT_HOME=str(self.tmp / "prefect"),
                           PREFECT_SERVER_ANALYTICS_ENABLED="false", PROPFLOW_MODE=mode,
                           # Quiet flow runs started in this process; `serve` gets INFO back.
-                          PREFECT_LOGGING_LEVEL="WARNING")
+                          PREFECT_LOGGING_LEVEL="WARNING",
+                          # Measured here: the engine, not the web door (nor a taken 8080).
+                          PROPFLOW_WEB_PORT="0")
         prefect_env.configure()
         if self.pg_name:
             import psycopg
