@@ -272,3 +272,36 @@ def _digest(token: str) -> str:
     from models.links import digest
 
     return digest(token)
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_an_owner_answers_a_running_repair_from_their_links(web_client, demo, clock):  # noqa: F811
+    """Prefect is the point here: the owner's answers reach the waiting run, which goes on."""
+    from tests.flowkit import RepairRun
+
+    run = RepairRun(demo, clock, phone=PHONE)
+    run.decide("accept#1", "technician")
+    run.decide("complete#1", "technician", diagnosis="灯管老化", work_done="更换灯管")
+    for key, answer in (("owner_acceptance#1", {"accepted": "true"}),
+                        ("callback#1", {"rating": "5", "comment": "很满意"})):
+        step = run.step(key)
+        [(_, token), *_] = [link for link in links_to(f"owner:{PHONE}")
+                            if _step_of(link[1]) == step["id"]]
+        page = web_client.get(f"/o/{token}")
+        assert "灯管老化" in page.text  # what was done, in the owner's words
+        done = web_client.post(f"/o/{token}", data=answer | {"csrf": form_token(page.text)})
+        assert done.status_code == 200 and "谢谢" in done.text
+    assert run.finish() == "done"
+    case = run.show()
+    assert case["status"] == "closed"
+    answers = [s["decision"] for s in case["steps"] if s["key"] in ("owner_acceptance#1",
+                                                                      "callback#1")]
+    assert [(d["by"], d["channel"]) for d in answers] == [(None, "owner_link")] * 2
+    assert answers[1]["values"]["rating"] == 5
+
+
+def _step_of(token: str) -> int:
+    with unit_of_work() as session:
+        step_id: int = session.scalars(select(Link.step_id).where(
+            Link.token_hash == _digest(token))).one()
+        return step_id
