@@ -9,12 +9,13 @@ from __future__ import annotations
 from prefect import flow
 
 from core.vocabulary import Role
-from flows.human import ask
+from flows.human import ask, rewinds
 from models.complaint import investigator, needs_approval
 from tasks.cases import close_case, intake, tell_reporter
 
 
 @flow(name="complaint", flow_run_name="{number}", persist_result=True, log_prints=True)
+@rewinds  # a step sent back or withdrawn: back through the procedure from the record
 def complaint(case_id: int, number: str) -> str:
     case = intake(case_id)
     responder = case["first_responder"]

@@ -6,12 +6,13 @@ from __future__ import annotations
 from prefect import flow
 
 from core.vocabulary import Role
-from flows.human import ask, ask_all, wait_for
+from flows.human import ask, ask_all, rewinds, wait_for
 from tasks.cases import close_case, intake, tell_residents, tell_role
 from tasks.steps import cancel_steps, open_step
 
 
 @flow(name="emergency", flow_run_name="{number}", persist_result=True, log_prints=True)
+@rewinds  # a step sent back or withdrawn: back through the procedure from the record
 def emergency(case_id: int, number: str) -> str:
     case = intake(case_id)
     if case["office_class"]:

@@ -8,10 +8,12 @@ input, says what happened: a wake-up may mean a decision, a lapse to escalate, o
 
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import Any, Literal
+from collections.abc import Callable
+from typing import Any, Literal, ParamSpec, TypeVar
 
-from prefect import pause_flow_run, suspend_flow_run
+from prefect import get_run_logger, pause_flow_run, suspend_flow_run
 from prefect.context import FlowRunContext
 from prefect.input import RunInput
 from pydantic import Field, create_model
@@ -83,6 +85,32 @@ class StepCancelled(RuntimeError):
     """A step the flow asked is cancelled: it has no answer to go on with."""
 
 
+class Rewind(Exception):  # noqa: N818 - not an error: the procedure goes back a step
+    """A step this run went past was sent back (驳回) or withdrawn (撤回): a step it waits on
+    was cancelled as rewound (models.operations). The body runs again from the top
+    (`rewinds`): every task is keyed, the record answers each step, and asking the step
+    that was reopened waits for its new answer, so the run takes whatever path that gives."""
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def rewinds(body: Callable[P, R]) -> Callable[P, R]:
+    """A flow body that goes back through the procedure when a step is sent back or
+    withdrawn, instead of failing (then supervision would restart it from the record)."""
+
+    @functools.wraps(body)
+    def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        while True:
+            try:
+                return body(*args, **kwargs)
+            except Rewind as rewind:
+                get_run_logger().info("步骤被驳回或撤回，按记录重走流程 (rewound: %s)", rewind)
+
+    return run
+
+
 def _settle_order(item: tuple[int, dict[str, Any]]) -> tuple[float, bool, int]:
     step_id, state = item
     # Within one instant (the training clock stands still) decisions go in the order they
@@ -109,6 +137,9 @@ def wait_for(step_ids: list[int], need: Literal["all", "any"] = "all") -> dict[i
         for state in states.values():
             for escalation_id, level in state["pending_escalations"]:
                 escalate(escalation_id, level=level)
+        rewound = [st["key"] for st in states.values() if st.get("rewound")]
+        if rewound:
+            raise Rewind(", ".join(rewound))
         done = {sid: StepOutcome.from_state(sid, st)
                 for sid, st in sorted(states.items(), key=_settle_order)
                 if st["status"] in SETTLED}

@@ -5,13 +5,14 @@ from __future__ import annotations
 from prefect import flow
 
 from core.vocabulary import Role
-from flows.human import ask
+from flows.human import ask, rewinds
 from models.complaint import opens_complaint
 from tasks.cases import close_case, intake, tell_reporter
 from tasks.repair import assign, auto_dispatch, complain_about
 
 
 @flow(name="repair", flow_run_name="{number}", persist_result=True, log_prints=True)
+@rewinds  # a step sent back or withdrawn: back through the procedure from the record
 def repair(case_id: int, number: str) -> str:
     # 1-2. Intake: the case is already recorded, numbered and classified; link this run.
     case = intake(case_id)

@@ -69,6 +69,11 @@ def check_decider(session: Session, step: Step, person: Staff) -> str:
     return rule
 
 
+def check_not_proposer(session: Session, step: Step, person: Staff) -> None:
+    """Forbidden when the person proposed what this approval step approves (rule proposer)."""
+    _check_proposer(session, step, person)
+
+
 def _who(session: Session, staff_id: int | None, word: str = "员工 ") -> str:
     person = session.get(Staff, staff_id) if staff_id else None
     return f"{word}{staff_id}（{person.name if person else '?'}）"
@@ -105,6 +110,8 @@ def _check_proposer(session: Session, step: Step, person: Staff) -> None:
         return
     proposal = session.scalars(select(Step).where(
         Step.case_id == step.case_id, Step.key == key)).first()
+    while proposal is not None and proposal.replaced_by:  # sent back and proposed again
+        proposal = session.get(Step, proposal.replaced_by)
     if proposal is None or proposal.decision is None:
         return
     if proposal.decision.decided_by == person.id:

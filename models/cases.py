@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.vocabulary import CaseStatus, StepStatus
@@ -73,6 +83,12 @@ class Step(Base):
     breached: Mapped[bool] = mapped_column(Boolean, default=False)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     context: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Approval operations (models/operations.py, migration 0008): who claimed it from its
+    # role; the step that replaces it once sent back or withdrawn; cancelled by such a
+    # rewind, so that asking it again opens a new one.
+    claimed_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    replaced_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rewound: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     case: Mapped[Case] = relationship(back_populates="steps")
     decision: Mapped[Decision | None] = relationship(
         back_populates="step", uselist=False, lazy="selectin"

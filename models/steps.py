@@ -22,6 +22,7 @@ from models.db import rowcount
 from models.forms import form_key, validate_form
 from models.org import Staff
 from models.outbox import Message, Recipient, audit, audit_many
+from models.signers import PRINCIPAL, add_approvers, proposal, sign, turn
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +31,20 @@ def open_step(
     session: Session, *, case: Case, key: str, kind: str, role: str, now: datetime,
     assignee_id: int | None = None, context: dict[str, Any] | None = None,
 ) -> Step:
-    """Write the step (window on its calendar), tell the assignee. Same key: same step."""
+    """Write the step (window on its calendar), tell the assignee. Same key: same step —
+    or the one that replaced it since (sent back, withdrawn), or a new one when a send-back
+    or a withdrawal cancelled it (models.operations)."""
     existing = session.scalars(select(Step).where(Step.case_id == case.id, Step.key == key)).first()
+    while existing is not None and existing.replaced_by:
+        existing = session.get(Step, existing.replaced_by)
+    if existing is not None and existing.rewound:
+        return reopen(session, existing, assignee_id=assignee_id, now=now)
     if existing:
         return existing
     policy = get_policy()
     rule = policy.rule(case.procedure, kind, case.priority)
+    if rule.signers is not None:  # the mode is the step's own, whatever the policy says later
+        context = {**(context or {}), "sign_mode": rule.signers.mode}
     calendar = policy.business_calendar()
     if rule.workdays:  # "within 2 working days": to the end of the second working day
         due = calendar.add_workdays(now, rule.workdays)
@@ -54,12 +63,30 @@ def open_step(
     )
     session.add(step)
     session.flush()
+    if rule.signers is not None:
+        add_approvers(session, step, rule.signers.roles, now)
     audit(session, at=now, actor="system", action="step_opened", case_id=case.id,
           step=key, role=role, assignee=assignee_id, due_at=due.isoformat())
     notices.tell(session, case=case, event="step_opened", to=notices.step_recipients(session, step),
                  key=f"step:{step.id}:opened", now=now, links=links.for_step(session, step, now),
                  **notices.step_context(session, step, get_policy().lang))
     return step
+
+
+def reopen(session: Session, step: Step, *, assignee_id: int | None, now: datetime) -> Step:
+    """A new instance of a step sent back or withdrawn (key accept#1~1, ~2, ...), with a new
+    window; the old one names it, so the flow asking the old key gets this one."""
+    base = step.key.split("~")[0]
+    taken = set(session.scalars(select(Step.key).where(Step.case_id == step.case_id)))
+    n = 1
+    while f"{base}~{n}" in taken:
+        n += 1
+    context = {k: v for k, v in (step.context or {}).items() if k != "sign_mode"}
+    new = open_step(session, case=step.case, key=f"{base}~{n}", kind=step.kind, role=step.role,
+                    now=now, assignee_id=assignee_id, context=context)
+    step.replaced_by = new.id
+    session.flush()
+    return new
 
 
 def may_decide(step: Step, person: Staff) -> bool:
@@ -70,20 +97,48 @@ def may_decide(step: Step, person: Staff) -> bool:
 def decide(
     session: Session, *, step: Step, person: Staff, values: dict[str, Any], now: datetime,
     comment: str = "", channel: str = "cli", override: bool = False,
-) -> Decision:
-    """Store a decision; the run is resumed after this commits."""
+) -> Decision | None:
+    """Store a decision; the run is resumed after this commits. None when it is one
+    signature of several and the step still waits for others (models.signers)."""
+    # Signatures of one step are taken one at a time: of two approvers signing at once,
+    # the second sees the first and settles the step (SQLite: BEGIN IMMEDIATE already).
+    session.execute(select(Step.id).where(Step.id == step.id).with_for_update())
+    session.refresh(step)
     if step.status != StepStatus.WAITING:
         by = step.decision.decided_by if step.decision else None
         raise Conflict(f"step {step.id}（{step.kind}）已处理 (status {step.status}"
                        f"{f', by staff {by}' if by else ''})；一个步骤只能决定一次；"
                        "expected a waiting step from `propflow steps list`", field="step")
-    rule = authority.check_decider(session, step, person)
+    who = turn(session, step, person)
+    proposed = proposal(session, step, who)
+    if proposed is not None and not values:  # the delegate's answer, taken as it stands
+        values = dict(proposed.values)
     checked = validate_form(form_key(step.case.procedure, step.kind), values)
-    if checked.get("reassign_to") is not None and rule == "assignee":
+    if checked.get("reassign_to") is not None and who.rule == "assignee":
         raise Forbidden("reassign_to：被指派人不能自行改派；规则（stand_in）：改派由策略指定的"
                         "替岗主管或已升级到的层级决定；expected a supervisor's decision",
                         field="reassign_to")
     authority.check_references(session, step, checked)
+    settle = sign(session, step, who, person, checked, comment, now)
+    actor = f"staff:{person.id}"
+    if settle is None:
+        audit(session, at=now, actor=actor, action="signed", case_id=step.case_id,
+              step=step.key, part=who.row.kind if who.row else PRINCIPAL,
+              values=checked, comment=comment, channel=channel)
+        session.flush()
+        return None
+    if settle.by != person.id:
+        audit(session, at=now, actor=actor, action="signed", case_id=step.case_id,
+              step=step.key, part=who.row.kind if who.row else PRINCIPAL,
+              values=checked, comment=comment, channel=channel)
+    return settle_step(session, step, by=settle.by, values=settle.values,
+                       comment=settle.comment, now=now, channel=channel, override=override)
+
+
+def settle_step(session: Session, step: Step, *, by: int, values: dict[str, Any],
+                comment: str, now: datetime, channel: str, override: bool) -> Decision:
+    """The step's one decision: written once, guarded by its status."""
+    checked = values
     taken = rowcount(session.execute(
         update(Step).where(Step.id == step.id, Step.status == StepStatus.WAITING)
         .values(status=StepStatus.DECIDED, decided_at=now,
@@ -94,12 +149,12 @@ def decide(
         raise Conflict(f"step {step.id} 刚被他人处理；一个步骤只能决定一次；"
                        "expected a waiting step from `propflow steps list`", field="step")
     decision = Decision(
-        step_id=step.id, decided_by=person.id, channel=channel, values=checked,
+        step_id=step.id, decided_by=by, channel=channel, values=checked,
         comment=comment, override=override, created_at=now,
         on_behalf_of_owner=step.role == Role.OWNER,
     )
     session.add(decision)
-    audit(session, at=now, actor=f"staff:{person.id}", action="decided", case_id=step.case_id,
+    audit(session, at=now, actor=f"staff:{by}", action="decided", case_id=step.case_id,
           step=step.key, values=checked, comment=comment, channel=channel, override=override)
     session.flush()
     session.refresh(step)

@@ -10,6 +10,8 @@ from typing import Any, Literal, get_args
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import object_session, selectinload
 
+import models.operations as operations
+import models.signers as signers
 from core import labels
 from core.clock import now
 from core.errors import Forbidden, NotFound, PropflowError
@@ -20,7 +22,7 @@ from core.roles import ROLES
 from core.settings import get_settings
 from core.vocabulary import CaseStatus, StepStatus
 from models import directory, intake, lifecycle, limits, notices, scope, steps
-from models.authority import chain_of, check_decider, reached, rule_allowing
+from models.authority import chain_of, reached, rule_allowing
 from models.cases import Case, Step
 from models.db import unit_of_work
 from models.org import Staff, StaffRole, Unit
@@ -74,11 +76,17 @@ def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
     with unit_of_work() as session:
         step = directory.step(session, step_id)
         person = directory.staff(session, staff_id, field="as")
-        decision = steps.decide(session, step=step, person=person, values=values, now=now(),
+        at = now()
+        decision = steps.decide(session, step=step, person=person, values=values, now=at,
                                 comment=comment, channel=channel)
         run_id = step.case.flow_run_id
         result = {"step": step.id, "case": step.case.number, "kind": step.kind,
-                  "decided_by": person.id, "values": decision.values}
+                  "decided_by": person.id}
+        if decision is None:  # one signature of several: the run has nothing to read yet
+            operations.after_signing(session, step, person, at)
+            return result | {"settled": False, "values": values,
+                             "waiting_for": signers.waiting_for(session, step)}
+        result.update(values=decision.values, settled=True, decided_by=decision.decided_by)
     # Stored first, then the run is woken; until the run has read the decision the SLA clock
     # keeps waking it, so a failed wake here loses nothing, and the answer says so.
     woke = runs.wake(run_id)
@@ -88,6 +96,76 @@ def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
         result["reason"] = getattr(woke, "reason", "") or runs.AGAIN.format(
             n=f"{get_settings().sla_interval_seconds:g}")
     return result
+
+
+# --- approval operations (models/operations.py): each one transaction, audited; those that
+# change what the run waits for (send back, withdraw) wake it afterwards, as decide() does.
+
+def _operate(step_id: int | str, staff_id: int | str,
+             do: Callable[[Any, Step, Staff, Any], dict[str, Any]],
+             wake: bool = False) -> dict[str, Any]:
+    with unit_of_work() as session:
+        step = directory.step(session, step_id)
+        person = directory.staff(session, staff_id, field="as")
+        result = do(session, step, person, now())
+        run_id = step.case.flow_run_id
+    if wake:
+        # Stored first; a run not woken now finds the rewind when the reopened step is
+        # decided (that decision wakes it, and is redelivered until read).
+        result["delivery"] = "delivered" if runs.wake(run_id) else "queued"
+    return result
+
+
+def claim(step_id: int | str, staff_id: int | str) -> dict[str, Any]:
+    """认领 an unassigned step of one's role."""
+    return _operate(step_id, staff_id, operations.claim)
+
+
+def unclaim(step_id: int | str, staff_id: int | str) -> dict[str, Any]:
+    """退回 a claimed step to its role."""
+    return _operate(step_id, staff_id, operations.unclaim)
+
+
+def transfer(step_id: int | str, staff_id: int | str, to: int | str,
+             reason: str = "") -> dict[str, Any]:
+    """转办 to a colleague holding the step's role."""
+    return _operate(step_id, staff_id, lambda s, st, p, at: operations.transfer(
+        s, st, p, to, reason, at))
+
+
+def delegate(step_id: int | str, staff_id: int | str, to: int | str,
+             reason: str = "") -> dict[str, Any]:
+    """委派: the colleague's answer comes back as a proposal for the final word."""
+    return _operate(step_id, staff_id, lambda s, st, p, at: operations.delegate(
+        s, st, p, to, reason, at))
+
+
+def add_signer(step_id: int | str, staff_id: int | str, to: int | str,
+               position: str = "before", reason: str = "") -> dict[str, Any]:
+    """加签 before (they sign first, then it returns) or after (they approve after you)."""
+    return _operate(step_id, staff_id, lambda s, st, p, at: operations.add_signer(
+        s, st, p, to, position, reason, at))
+
+
+def cc(step_id: int | str, staff_id: int | str, to: list[int | str] | int | str,
+       reason: str = "") -> dict[str, Any]:
+    """抄送: told, and may look; never decide. `to`: ids, or "3,5"."""
+    targets: list[int | str] = list(to) if isinstance(to, list) else [
+        t for t in str(to).split(",") if t.strip()]
+    return _operate(step_id, staff_id, lambda s, st, p, at: operations.cc(
+        s, st, p, targets, reason, at))
+
+
+def send_back(step_id: int | str, staff_id: int | str, reason: str) -> dict[str, Any]:
+    """驳回 to the previous human step, with the reason; the run goes back through it."""
+    return _operate(step_id, staff_id, lambda s, st, p, at: operations.send_back(
+        s, st, p, reason, at), wake=True)
+
+
+def withdraw(step_id: int | str, staff_id: int | str, reason: str = "") -> dict[str, Any]:
+    """撤回 one's decision while the next step is untouched; the step waits again."""
+    return _operate(step_id, staff_id, lambda s, st, p, at: operations.withdraw(
+        s, st, p, reason, at), wake=True)
 
 
 def role_now(step: Step) -> str:
@@ -115,7 +193,11 @@ def _mine(step: Step, person: Staff) -> bool:
     """Addressed to this person: assigned to them, their role, or escalated to their level;
     and the owner's own steps for whoever records them (the rules are models.authority's)."""
     rule = rule_allowing(step, person)
-    return rule in ("assignee", "role", "chain") or (rule == "stand_in" and step.role not in ROLES)
+    if signers.mode(step) and rule in ("assignee", "role"):  # a 会签 step: their place is up
+        return signers.has_turn(object_session(step), step, person)  # type: ignore[arg-type]
+    owner_step = rule == "stand_in" and step.role not in ROLES
+    return rule in ("assignee", "role", "chain") or owner_step \
+        or signers.has_turn(object_session(step), step, person)  # type: ignore[arg-type]
 
 
 def list_steps(case: str | None = None, role: str | None = None,
@@ -177,6 +259,10 @@ def show_step(step_id: int | str) -> dict[str, Any]:
                      "required": info.is_required(), "description": info.description or ""}
                     for name, info in form.model_fields.items()],
             may_decide=[] if step.status != StepStatus.WAITING else _deciders(session, step),
+            sign_mode=signers.mode(step), signers=signers.shown(session, step),
+            waiting_for=signers.waiting_for(session, step)
+            if step.status == StepStatus.WAITING else [],
+            replaced_by=step.replaced_by, rewound=step.rewound, claimed_by=step.claimed_by,
         )
         if step.decision:
             d = step.decision
@@ -191,7 +277,7 @@ def _deciders(session: Any, step: Step) -> list[dict[str, Any]]:
     out = []
     for person in _staff_of(session, step.case.community_id):
         try:
-            rule = check_decider(session, step, person)
+            rule = signers.turn(session, step, person).rule
         except Forbidden:
             continue
         out.append({"id": person.id, "name": person.name, "rule": rule,

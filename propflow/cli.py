@@ -278,6 +278,88 @@ def steps_decide(step: str = typer.Argument(..., help="步骤编号"),
     emit(result, as_json)
 
 
+AS = typer.Option(..., "--as", help="操作人员工编号")
+REASON = typer.Option("", "--reason", help="说明 / reason")
+
+
+def _op(name: str, *args: Any, as_json: bool, **kwargs: Any) -> None:
+    """An approval operation of propflow.actions; a refusal names its rule and exits 2."""
+    from propflow import actions as service
+
+    emit(getattr(service, name)(*args, **kwargs), as_json)
+
+
+@steps_app.command("claim")
+@command
+def steps_claim(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+                as_json: bool = JSON) -> None:
+    """认领：把本角色未指派的步骤领到自己名下。"""
+    _op("claim", step, as_staff, as_json=as_json)
+
+
+@steps_app.command("unclaim")
+@command
+def steps_unclaim(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+                  as_json: bool = JSON) -> None:
+    """退回：把自己认领的步骤退回本角色。"""
+    _op("unclaim", step, as_staff, as_json=as_json)
+
+
+@steps_app.command("transfer")
+@command
+def steps_transfer(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+                   to: str = typer.Option(..., "--to", help="接手的同事（须持该步骤角色）"),
+                   reason: str = REASON, as_json: bool = JSON) -> None:
+    """转办：交给持同一角色的同事处理，由其决定。"""
+    _op("transfer", step, as_staff, to, reason=reason, as_json=as_json)
+
+
+@steps_app.command("delegate")
+@command
+def steps_delegate(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+                   to: str = typer.Option(..., "--to", help="受托同事（员工编号）"),
+                   reason: str = REASON, as_json: bool = JSON) -> None:
+    """委派：同事代为处理，其答复作为建议交回您定夺。"""
+    _op("delegate", step, as_staff, to, reason=reason, as_json=as_json)
+
+
+@steps_app.command("add-signer")
+@command
+def steps_add_signer(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+                     to: str = typer.Option(..., "--to", help="加签的同事（员工编号）"),
+                     position: str = typer.Option(
+                         "before", "--position", help="before 前加签（先于您）| after 后加签"),
+                     reason: str = REASON, as_json: bool = JSON) -> None:
+    """加签：before 由其先处理再回到您；after 您处理后还须其审批，流程才继续。"""
+    _op("add_signer", step, as_staff, to, position=position, reason=reason, as_json=as_json)
+
+
+@steps_app.command("cc")
+@command
+def steps_cc(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+             to: str = typer.Option(..., "--to", help="抄送人员工编号，逗号分隔，如 3,5"),
+             reason: str = REASON, as_json: bool = JSON) -> None:
+    """抄送：通知同事并允许其查看步骤和工单（只读，不能处理）。"""
+    _op("cc", step, as_staff, to, reason=reason, as_json=as_json)
+
+
+@steps_app.command("send-back")
+@command
+def steps_send_back(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+                    reason: str = typer.Option(..., "--reason", help="驳回原因（必填）"),
+                    as_json: bool = JSON) -> None:
+    """驳回：退回本工单上一个已处理的步骤，由原处理人重新处理后按流程回到这里。"""
+    _op("send_back", step, as_staff, reason, as_json=as_json)
+
+
+@steps_app.command("withdraw")
+@command
+def steps_withdraw(step: str = typer.Argument(..., help="步骤编号（您已处理的）"),
+                   as_staff: str = AS, reason: str = REASON, as_json: bool = JSON) -> None:
+    """撤回：下一步尚未处理时撤回您的决定，下一步取消，本步骤重新等待您处理。"""
+    _op("withdraw", step, as_staff, reason=reason, as_json=as_json)
+
+
 @cases_app.command("list")
 @command
 def cases_list(as_json: bool = JSON) -> None:

@@ -57,6 +57,9 @@ def read_steps(step_ids: list[int]) -> dict[int, dict[str, Any]]:
                 "settled_at": step.decided_at.timestamp() if step.decided_at else None,
                 "decision_id": decision.id if decision else None,
                 "pending_escalations": [list(row) for row in pending],
+                # Cancelled by a send-back or a withdrawal (models.operations): the run
+                # goes back through the procedure from the record (flows.human.Rewind).
+                "rewound": step.rewound,
             }
     return out
 

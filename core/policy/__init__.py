@@ -60,6 +60,15 @@ def _date(value: Any) -> date:
 Day = Annotated[date, BeforeValidator(_date)]
 
 
+class Signers(_Strict):
+    """A step several people approve: 会签 `all` of the roles, 或签 `any` one of them, 依次
+    `sequence` one after another in the order listed. Each role is one signature, by anyone
+    holding it in the case's community (models/signers.py)."""
+
+    mode: Literal["all", "any", "sequence"]
+    roles: list[str] = Field(min_length=1)
+
+
 class WindowRule(_Strict):
     """A response window: a duration on a calendar, or a count of working days."""
 
@@ -68,6 +77,7 @@ class WindowRule(_Strict):
     calendar: CalendarKind = "business"
     on_lapse: Literal["escalate", "expire"] = "escalate"
     chain: list[str] | None = None
+    signers: Signers | None = None
 
     @model_validator(mode="after")
     def _one_measure(self) -> WindowRule:
@@ -436,6 +446,8 @@ def _check_rules(path: Path, at: str, rules: dict[str, WindowRule], *, prioritis
                           f"of {['default', *PRIORITIES]}")
         if rule.chain is not None:
             check_roles(path, f"{at}.{key}.chain", rule.chain)
+        if rule.signers is not None:
+            check_roles(path, f"{at}.{key}.signers.roles", rule.signers.roles)
     if "default" in rules:
         return
     if prioritised:

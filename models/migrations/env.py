@@ -7,6 +7,7 @@ import models.cases  # noqa: F401
 import models.links  # noqa: F401
 import models.org  # noqa: F401
 import models.outbox  # noqa: F401
+import models.signers  # noqa: F401
 from models.db import Base, get_engine
 
 config = context.config
