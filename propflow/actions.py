@@ -592,3 +592,42 @@ def decide_as_owner(token: str, values: dict[str, Any], *, form_token: str) -> d
     result["delivered"] = bool(woke)
     result["delivery"] = "delivered" if woke else "queued"
     return result
+
+
+def new_link(step_id: int | str, as_staff: int | str,
+             for_staff: int | str | None = None) -> dict[str, Any]:
+    """A fresh one-tap link to a waiting step, for the front desk to send on: the owner's
+    (an owner step; whoever asks must be able to record the owner's answer) or a member of
+    staff's (who must be able to decide the step). Audited."""
+    from models import links
+    from models.authority import rule_allowing
+    from models.outbox import audit
+
+    with unit_of_work() as session:
+        step = directory.step(session, step_id)
+        person = directory.staff(session, as_staff, field="as")
+        target = directory.staff(session, for_staff, field="for") if for_staff is not None \
+            else None
+        if step.status != StepStatus.WAITING:
+            raise PropflowError(f"step：步骤 {step.id} 已处理（{step.status}），无需链接；expected "
+                                "a waiting step from `propflow steps list`", field="step")
+        if target is None and (step.role != "owner" or step.kind not in links.OWNER_STEPS):
+            raise PropflowError(f"for：步骤 {step.id}（{step.kind}）不是业主的步骤；expected "
+                                f"--for STAFF, or a step among {list(links.OWNER_STEPS)}",
+                                field="for")
+        if rule_allowing(step, target or person) is None:
+            who = f"员工 {(target or person).id}"
+            raise Forbidden(f"{'for' if target else 'as'}：{who}无权处理步骤 {step.id}，链接对其"
+                            "无用；expected someone `propflow steps show` lists under may decide",
+                            field="for" if target else "as")
+        at = now()
+        audience: links.Audience = "staff" if target else "owner"
+        token = links.mint(session, step=step, audience=audience, now=at,
+                           staff_id=target.id if target else None)
+        audit(session, at=at, actor=f"staff:{person.id}", action="link_created",
+              case_id=step.case_id, step=step.key, audience=audience,
+              staff=target.id if target else None)
+        ttl = get_policy().links.staff_ttl if target else get_policy().links.owner_ttl
+        return {"step": step.id, "case": step.case.number, "for": audience if target is None
+                else f"staff:{target.id}", "url": links.url(token, audience),
+                "expires_at": notices.local(at + ttl)}

@@ -575,3 +575,17 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@steps_app.command("link")
+@command
+def steps_link(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+               for_staff: str | None = typer.Option(None, "--for",
+                                                    help="给该员工（省略则给业主）"),
+               as_json: bool = JSON) -> None:
+    """新的一键链接（业主答复页，或员工只开此步骤），由前台转发；只能用一次，会过期。"""
+    from models.outbox import audit_extra
+    from propflow import actions as service
+
+    with audit_extra(os_user=os_user()):
+        emit(service.new_link(step, as_staff, for_staff), as_json)

@@ -305,3 +305,40 @@ def _step_of(token: str) -> int:
         step_id: int = session.scalars(select(Link.step_id).where(
             Link.token_hash == _digest(token))).one()
         return step_id
+
+
+def test_the_front_desk_makes_a_new_link_when_one_expired(web_client, demo, repair, clock):  # noqa: F811
+    import json
+
+    from typer.testing import CliRunner
+
+    from propflow.cli import app as cli
+
+    step_id = open_step(repair, "quote#1", "quote", Role.OWNER)
+    clock.advance(timedelta(days=8))
+    old = owner_link(step_id)
+    assert web_client.get(f"/o/{old}").status_code == 410
+    runner = CliRunner()
+    csr, technician = demo["by_role"]["csr"], demo["by_role"]["technician"]
+
+    made = runner.invoke(cli, ["steps", "link", str(step_id), "--as", str(csr), "--json"])
+    assert made.exit_code == 0, made.stderr
+    url = json.loads(made.stdout)["url"]
+    kind, token = LINK.fullmatch(url).groups()  # type: ignore[union-attr]
+    assert kind == "o" and 'name="accepted"' in web_client.get(f"/o/{token}").text
+
+    # Whoever cannot record the owner's answer cannot hand out a link to it either.
+    refused = runner.invoke(cli, ["steps", "link", str(step_id), "--as", str(technician)])
+    assert refused.exit_code == 2 and "as：" in refused.stderr
+    dispatch = open_step(repair, "dispatch#1", "dispatch", Role.TECH_SUPERVISOR)
+    refused = runner.invoke(cli, ["steps", "link", str(dispatch), "--as", str(csr),
+                                  "--for", str(technician)])
+    assert refused.exit_code == 2 and "for：" in refused.stderr
+    made = runner.invoke(cli, ["steps", "link", str(dispatch), "--as", str(csr), "--for",
+                               str(demo["by_role"]["tech_supervisor"]), "--json"])
+    kind, token = LINK.fullmatch(json.loads(made.stdout)["url"]).groups()  # type: ignore[union-attr]
+    opened = web_client.get(f"/{kind}/{token}")
+    assert opened.status_code == 303 and opened.headers["location"] == f"/steps/{dispatch}"
+    with unit_of_work() as session:
+        assert len(session.scalars(select(AuditEvent).where(
+            AuditEvent.action == "link_created")).all()) == 2
