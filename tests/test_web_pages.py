@@ -117,9 +117,15 @@ def test_a_case_of_another_community_is_not_found(demo, clock):
 
     number = repair()
     others = second_community()
-    client, _ = client_as(others["project_manager"])
+    step = open_step(clock, number, "accept#1", "accept", "technician",
+                     demo["by_role"]["technician"])
+    client, csrf = client_as(others["project_manager"])
     assert client.get(f"/cases/{number}").status_code == 404
-    assert client.get("/").status_code == 200
+    assert client.get(f"/steps/{step}").status_code == 404
+    assert client.post(f"/steps/{step}/decide", data={"csrf": csrf}).status_code == 404
+    assert client.post(f"/steps/{step}/transfer",
+                       data={"csrf": csrf, "to": "1"}).status_code == 404
+    assert _status(step) == "waiting" and number not in client.get("/").text
 
 
 def test_a_one_tap_link_opens_its_step_alone(demo, clock):
