@@ -75,6 +75,11 @@ def test_delegate_add_a_signer_and_copy(demo, clock):
     assert _post(manager, scene["approve"], "delegate", to=str(supervisor),
                  reason="请先核实").status_code == 303
     assert [r["id"] for r in actions.steps_as(supervisor, "mine")].count(scene["approve"]) == 1
+    # The delegate answers on the same page; the final word stays with the manager.
+    answered = _post(supervisor, scene["approve"], "decide", approved="true")
+    assert answered.status_code == 303 and "delivery=signed" in answered.headers["location"]
+    shown = client_as(supervisor)[0].get(answered.headers["location"]).text
+    assert "已签署" in shown and _step(scene["approve"]).status == "waiting"
     assert _post(manager, scene["approve"], "add_signer", to=str(director), position="after",
                  reason="金额较大").status_code == 303
     assert _audited("signer_added")[0]["position"] == "after"
