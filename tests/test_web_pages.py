@@ -60,7 +60,7 @@ def test_the_step_form_marks_required_fields_and_a_conditional_reason(demo, cloc
     assert re.search(r'name="accepted" value="true"[^>]*required', page.text)
     assert "业主是否验收通过" in page.text and '<span class="req"' in page.text
     assert 'data-required-when="accepted=false"' in page.text
-    assert "（accepted 为否时必填）" in page.text
+    assert "（“业主是否验收通过”选否时必填）" in page.text
 
 
 def test_deciding_on_the_step_page_needs_csrf_and_a_reason_where_the_rule_wants_one(demo,

@@ -67,6 +67,10 @@ def fields(step: dict[str, Any]) -> list[dict[str, Any]]:
             "maxlength": own.get("maxLength"),
             "long": (own.get("maxLength") or 0) > LONG_TEXT,
         })
+    labels = {f["name"]: (f["label_zh"], f["label_en"]) for f in out}
+    for f in out:  # "required when <the other question's label> is no"
+        if f["when"]:
+            f["when_zh"], f["when_en"] = labels.get(f["when"][0], (f["when"][0],) * 2)
     return out
 
 
