@@ -150,3 +150,19 @@ def test_my_decision_leaves_my_inbox(demo, clock):
         assert session.scalars(select(Step.status).where(Step.id == scene["accept"])).one() \
             == "decided"
     assert actions.show_step(scene["accept"])["decision"]["channel"] == "web"
+
+
+def test_every_registered_steps_form_becomes_a_page_form():
+    """Whatever procedure is registered, its step forms render: every field an input of a
+    known kind, the required ones marked, and posted strings the form model accepts."""
+    from models.forms import FORMS
+    from propflow.web import stepform
+
+    for key, form in FORMS.items():
+        procedure, kind = key.rsplit(".", 1)
+        schema = form.model_json_schema()
+        fields = stepform.fields({"form_schema": schema, "procedure": procedure, "step": kind})
+        assert [f["name"] for f in fields] == list(form.model_fields), key
+        assert {f["name"] for f in fields if f["required"]} == set(schema.get("required", []))
+        assert {f["kind"] for f in fields} <= {"bool", "int", "money", "datetime", "text"}
+        assert stepform.values(fields, {f["name"]: "" for f in fields}) == {}
