@@ -51,6 +51,9 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "transferred": ("转办", "transferred"), "delegated": ("委派", "delegated"),
     "signer_added": ("加签", "signer added"), "copied": ("抄送", "copied"),
     "sent_back": ("驳回", "sent back"), "withdrawn": ("撤回", "withdrawn"),
+    "signed": ("已签署", "signed"), "link_used": ("打开一键链接", "one-tap link used"),
+    "link_created": ("生成一键链接", "one-tap link created"),
+    "handler_set": ("指定处理人", "handler set"),
 }
 STATUSES: dict[str, tuple[str, str]] = {
     "open": ("待处理", "open"), "in_progress": ("处理中", "in progress"),
@@ -135,7 +138,8 @@ async def inbox_list(request: Request, principal: Page) -> Response:
 
 
 ACTORS = {"system": ("系统", "system"), "flow": ("流程", "flow"),
-          "sla-clock": ("时效时钟", "SLA clock"), "prefect_ui": ("Prefect 界面", "Prefect UI")}
+          "sla-clock": ("时效时钟", "SLA clock"), "prefect_ui": ("Prefect 界面", "Prefect UI"),
+          "owner": ("业主", "owner"), "front_desk": ("前台", "front desk")}
 
 
 def _names(case: dict[str, Any], lang: str) -> dict[str, str]:
