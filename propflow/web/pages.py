@@ -154,6 +154,9 @@ def _names(case: dict[str, Any], lang: str) -> dict[str, str]:
     if str(case.get("first_responder") or "").isdigit():
         ids.add(int(case["first_responder"]))
     out = {k: v[0] if lang == "zh-CN" else v[1] for k, v in ACTORS.items()}
+    for e in case["timeline"]:  # a process, by what it is rather than its host and pid
+        if "@" in e["actor"] and e["actor"].split("@")[0] == "sla":
+            out[e["actor"]] = out["sla-clock"]
     with unit_of_work() as session:
         for staff_id, name in session.execute(select(Staff.id, Staff.name)
                                               .where(Staff.id.in_(ids))):
