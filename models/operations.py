@@ -51,6 +51,8 @@ LABELS = {  # operation: (zh, en, what the one told is to do, zh and en)
                  "受托人已答复，请定夺（可直接采纳：不带 --set 处理即可）。",
                  "The delegate answered: decide (with no --set to take their answer)."),
     "signed_before": ("前加签已处理", "signed before you", "请继续处理。", "Your turn again."),
+    "your_turn": ("轮到您审批", "your turn to approve", "前一位已签署，请处理。",
+                  "The signer before you has signed: your turn."),
 }
 
 
@@ -75,7 +77,7 @@ def _reason(reason: str, *, required: bool = False) -> str:
 
 
 def _tell(session: Session, step: Step, operation: str, by: Staff, to: list[Recipient],
-          reason: str, now: datetime) -> None:
+          reason: str, now: datetime, key: str | None = None) -> None:
     if not to:
         return
     zh, en, note, note_en = LABELS[operation]
@@ -84,7 +86,7 @@ def _tell(session: Session, step: Step, operation: str, by: Staff, to: list[Reci
                note_en=note_en)
     # Operations are people's acts, never replayed: each occurrence is its own message.
     notices.tell(session, case=step.case, event="step_operation", to=to,
-                 key=f"step:{step.id}:{operation}:{uuid.uuid4().hex}", now=now, **ctx)
+                 key=key or f"step:{step.id}:{operation}:{uuid.uuid4().hex}", now=now, **ctx)
 
 
 def _staff_to(session: Session, person: Staff) -> list[Recipient]:
@@ -431,14 +433,28 @@ def withdraw(session: Session, step: Step, person: Staff, reason: str,
 
 
 def after_signing(session: Session, step: Step, person: Staff, now: datetime) -> None:
-    """A delegate answered, or someone added before signed: whoever added them is told it
-    is their turn again."""
-    done = [r for r in signers.rows(session, step) if r.signed_by == person.id and r.added_by
+    """After a signature that did not settle the step: whoever added a delegate or a signer
+    before them is told it is theirs again, and whoever's turn it now is (the next approver
+    in sequence, a signer added after) is told so, once."""
+    held = signers.rows(session, step)
+    done = [r for r in held if r.signed_by == person.id and r.added_by
             and r.kind in (signers.DELEGATE, signers.BEFORE) and r.signed_at == now]
-    if not done:
-        return
-    row = done[-1]
-    adder = session.get(Staff, row.added_by)
-    if adder is not None:
-        operation = "proposed" if row.kind == signers.DELEGATE else "signed_before"
-        _tell(session, step, operation, person, _staff_to(session, adder), row.comment, now)
+    if done:
+        adder = session.get(Staff, done[-1].added_by)
+        if adder is not None:
+            operation = "proposed" if done[-1].kind == signers.DELEGATE else "signed_before"
+            _tell(session, step, operation, person, _staff_to(session, adder),
+                  done[-1].comment, now)
+    seq = signers.mode(step) == "sequence"
+    for row in held:
+        if row.kind not in (signers.APPROVER, signers.AFTER) or not row.created_at \
+                or not signers.eligible(row, held, seq):
+            continue
+        if row.kind == signers.APPROVER and not seq:
+            continue  # told when the step opened
+        if row.staff_id:
+            target = session.get(Staff, row.staff_id)
+            to = [notices.staff_recipient(target)] if target else []
+        else:
+            to = notices.role_recipients(session, step.case, row.role or step.role)
+        _tell(session, step, "your_turn", person, to, "", now, key=f"step:{step.id}:turn:{row.id}")

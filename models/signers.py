@@ -80,6 +80,12 @@ def add_approvers(session: Session, step: Step, roles: list[str], now: datetime)
     for i, role in enumerate(roles):
         session.add(Signer(step_id=step.id, kind=APPROVER, role=role, position=i,
                            status=PENDING, values={}, created_at=now))
+    session.flush()
+
+
+def first_asked(roles: list[str], mode_: str) -> list[str]:
+    """Whom a multi-approver step asks as it opens: every role, or in sequence the first."""
+    return roles[:1] if mode_ == "sequence" else list(dict.fromkeys(roles))
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,7 @@ def _blocked_by(row: Signer | None, held: list[Signer]) -> list[Signer]:
     return waits
 
 
-def _eligible(row: Signer, held: list[Signer], seq: bool) -> bool:
+def eligible(row: Signer, held: list[Signer], seq: bool) -> bool:
     if row.status != PENDING or row.kind in (CC, PRINCIPAL):
         return False
     blockers = _blocked_by(row, held)
@@ -147,7 +153,7 @@ def turn(session: Session, step: Step, person: Staff) -> Turn:
     held = rows(session, step)
     seq = mode(step) == "sequence"
     for row in held:
-        if _eligible(row, held, seq) and _theirs(step, row, person, held):
+        if eligible(row, held, seq) and _theirs(step, row, person, held):
             if row.kind == APPROVER:
                 authority.check_not_proposer(session, step, person)
             return Turn("row", row.kind, row)
@@ -305,7 +311,7 @@ def waiting_for(session: Session, step: Step) -> list[dict[str, Any]]:
     held = rows(session, step)
     seq = mode(step) == "sequence"
     out = [{"kind": r.kind, "staff": r.staff_id, "role": r.role, "who": describe(session, r)}
-           for r in held if _eligible(r, held, seq)]
+           for r in held if eligible(r, held, seq)]
     principal_waits = not any(r.kind == APPROVER for r in held) and not _blocked_by(None, held) \
         and not any(r.kind == PRINCIPAL and r.status == SIGNED for r in held)
     if principal_waits:
@@ -319,7 +325,7 @@ def has_turn(session: Session, step: Step, person: Staff) -> bool:
     """A row of theirs is up now (an approver's place, a signer added, a delegation)."""
     held = rows(session, step)
     seq = mode(step) == "sequence"
-    return any(_eligible(r, held, seq) and _theirs(step, r, person, held) for r in held)
+    return any(eligible(r, held, seq) and _theirs(step, r, person, held) for r in held)
 
 
 def watching(session: Session, step: Step, person: Staff) -> bool:

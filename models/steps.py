@@ -22,7 +22,7 @@ from models.db import rowcount
 from models.forms import form_key, validate_form
 from models.org import Staff
 from models.outbox import Message, Recipient, audit, audit_many
-from models.signers import PRINCIPAL, add_approvers, proposal, sign, turn
+from models.signers import PRINCIPAL, add_approvers, first_asked, proposal, sign, turn
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,11 @@ def open_step(
         add_approvers(session, step, rule.signers.roles, now)
     audit(session, at=now, actor="system", action="step_opened", case_id=case.id,
           step=key, role=role, assignee=assignee_id, due_at=due.isoformat())
-    notices.tell(session, case=case, event="step_opened", to=notices.step_recipients(session, step),
+    to = notices.step_recipients(session, step)
+    if rule.signers is not None:  # every approver asked at once, or in sequence the first
+        to = [r for role in first_asked(rule.signers.roles, rule.signers.mode)
+              for r in notices.role_recipients(session, case, role)]
+    notices.tell(session, case=case, event="step_opened", to=to,
                  key=f"step:{step.id}:opened", now=now, links=links.for_step(session, step, now),
                  **notices.step_context(session, step, get_policy().lang))
     return step

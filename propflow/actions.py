@@ -84,7 +84,9 @@ def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
                   "decided_by": person.id}
         if decision is None:  # one signature of several: the run has nothing to read yet
             operations.after_signing(session, step, person, at)
-            return result | {"settled": False, "values": values,
+            # Nothing for the run to read: it goes on once the step's rule is satisfied.
+            return result | {"settled": False, "values": values, "delivered": False,
+                             "delivery": "signed",
                              "waiting_for": signers.waiting_for(session, step)}
         result.update(values=decision.values, settled=True, decided_by=decision.decided_by)
     # Stored first, then the run is woken; until the run has read the decision the SLA clock

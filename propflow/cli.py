@@ -244,6 +244,16 @@ def steps_show(step: str = typer.Argument(..., help="步骤编号"), as_json: bo
     for f in data["fields"]:
         mark = "*" if f["required"] else " "
         print(f"  {mark} {f['name']:<20} {f['type']:<16} {f['description']}")
+    if data.get("sign_mode"):
+        print(f"多人审批 signers: {data['sign_mode']}")
+    for r in data.get("signers", []):
+        who = r["staff"] if r["staff"] else f"role {r['role']}"
+        print(f"  {r['label']} ({r['kind']}) {who}: {r['status']}"
+              f"{' ' + json.dumps(r['values'], ensure_ascii=False) if r['values'] else ''}")
+    if data.get("waiting_for"):
+        print("等待 waiting for: " + ", ".join(w["who"] for w in data["waiting_for"]))
+    if data.get("replaced_by"):
+        print(f"已由步骤 {data['replaced_by']} 取代 (replaced: sent back or withdrawn)")
     if "decision" in data:
         d = data["decision"]
         print(f"决定 decided by {_named(d['by'], d['by_name'])} at {d['at']}: "
@@ -274,7 +284,7 @@ def steps_decide(step: str = typer.Argument(..., help="步骤编号"),
     with audit_extra(os_user=os_user()):
         result = service.decide(step, as_staff, parse_sets(sets), comment=comment)
     if not as_json:  # "delivery: queued" and its reason say it; a bare False reads as lost
-        result.pop("delivered")
+        result.pop("delivered", None)
     emit(result, as_json)
 
 
@@ -284,9 +294,12 @@ REASON = typer.Option("", "--reason", help="说明 / reason")
 
 def _op(name: str, *args: Any, as_json: bool, **kwargs: Any) -> None:
     """An approval operation of propflow.actions; a refusal names its rule and exits 2."""
+    from models.outbox import audit_extra
     from propflow import actions as service
 
-    emit(getattr(service, name)(*args, **kwargs), as_json)
+    with audit_extra(os_user=os_user()):
+        result = getattr(service, name)(*args, **kwargs)
+    emit(result, as_json)
 
 
 @steps_app.command("claim")

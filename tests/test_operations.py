@@ -191,6 +191,7 @@ def test_a_signer_added_after_must_approve_before_the_step_settles(demo, clock, 
     actions.add_signer(accept, tech, boss, position="after")
     mine = actions.decide(accept, tech, {"note": "今天去"})
     assert mine["settled"] is False
+    assert "轮到您审批" in _told(boss)[-1]
     assert [w["staff"] for w in mine["waiting_for"]] == [boss]
     _refused(lambda: actions.decide(accept, tech, {"note": "改"}), "规则（add_signer_after）")
     done = actions.decide(accept, boss, {"note": "同意"})
@@ -263,6 +264,7 @@ def test_all_must_approve_a_countersigned_step(demo, clock, db, signers_policy):
     manager, director = _staff(demo, "project_manager"), _staff(demo, "cs_director")
     number, approve = _approval(clock)
     assert _step(approve)["sign_mode"] == "all"
+    assert _told(manager, "step_opened") and _told(director, "step_opened")  # both asked
     assert {s["id"] for s in actions.list_steps(mine=director)} == {approve}
     first = actions.decide(approve, manager, {"approved": True})
     assert first["settled"] is False and [w["role"] for w in first["waiting_for"]] == [
@@ -300,8 +302,30 @@ def test_approvers_in_sequence_sign_in_the_listed_order(demo, clock, db, signers
         _refused(lambda: actions.decide(approve, director, {"approved": True}),
                  "规则（sequence）")
     assert actions.list_steps(mine=director) == []
+    assert _told(manager, "step_opened") and not _told(director, "step_opened")
     assert actions.decide(approve, manager, {"approved": True})["settled"] is False
+    assert "轮到您审批" in _told(director)[-1]
+    assert [s["id"] for s in actions.list_steps(mine=director)] == [approve]
     assert actions.decide(approve, director, {"approved": True})["settled"]
+
+
+def test_the_cli_records_a_signature_and_shows_whom_the_step_waits_for(demo, clock, db,
+                                                                        signers_policy):
+    from propflow.cli import app
+    from tests.test_bad_input import runner
+
+    signers_policy("sequence", ["project_manager", "cs_director"])
+    _, approve = _approval(clock)
+    signed = runner.invoke(app, ["steps", "decide", str(approve), "--as",
+                                 str(_staff(demo, "project_manager")), "--set", "approved=true"])
+    assert signed.exit_code == 0, signed.output
+    assert "settled: False" in signed.stdout and "cs_director" in signed.stdout
+    shown = runner.invoke(app, ["steps", "show", str(approve)])
+    assert "多人审批 signers: sequence" in shown.stdout
+    assert "等待 waiting for: cs_director" in shown.stdout
+    audit = [d for _, a, d in _actions(_step(approve)["case"]) if a == "signed"]
+    assert audit[0]["part"] == "approver" and audit[0]["values"] == {"approved": True,
+                                                                     "reason": ""}
 
 
 def test_a_transfer_moves_an_approvers_place(demo, clock, db, signers_policy):
