@@ -19,7 +19,7 @@ PRIORITIES = {"high": ("高", "high"), "medium": ("中", "medium"), "low": ("低
 CALENDARS = {"24x7": ("全天候", "24/7"), "business": ("工作时间", "business hours")}
 OUTCOMES = {
     "done": ("已完成", "done"), "quote_refused": ("业主未接受报价", "quote refused"),
-    "resolved": ("已处理", "resolved"),
+    "resolved": ("已处理", "resolved"), "moved_in": ("已入住", "moved in"),
 }
 
 

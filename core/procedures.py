@@ -136,7 +136,32 @@ EMERGENCY = Procedure(
     ),
 )
 
-PROCEDURES: dict[str, Procedure] = {p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY)}
+MOVEIN = Procedure(
+    name="movein", prefix="RZ", zh="入住", en="move-in",
+    flow="flows/movein.py:movein", intake="models.movein:MoveInIntake",
+    command="open",
+    command_help="登记入住：核验资料、签署协议、缴费、交付钥匙、联合验收（缺陷转报修）、复验与业主签收；"
+                 "--custody 托管。",
+    description="入住 move-in — documents, agreements, fees, keys, the joint inspection with "
+                "its defect repairs, re-inspection and sign-off; custody duties",
+    steps=(
+        Step("documents", "资料核验", "documents check", "models.movein:DocumentsForm"),
+        Step("agreements", "签署协议", "agreements signed", "models.movein:AgreementsForm"),
+        Step("fees", "缴费", "fees", "models.movein:FeesForm"),
+        Step("handover", "交付钥匙资料", "keys and documents handed over",
+             "models.movein:HandoverForm"),
+        Step("inspection", "联合验收", "joint inspection", "models.movein:InspectionForm"),
+        Step("rectification", "缺陷整改", "defect repairs", "NoteForm"),
+        Step("reinspection", "复验", "re-inspection", "models.movein:ReinspectionForm"),
+        Step("sign_off", "业主签收", "owner's sign-off", "models.movein:SignOffForm"),
+        Step("custody_start", "托管交接", "custody hand-over", "models.movein:CustodyStartForm"),
+        Step("custody_check", "托管巡查", "custody check", "models.movein:CustodyCheckForm"),
+        Step("custody_end", "托管结束", "custody ended", "NoteForm"),
+    ),
+)
+
+PROCEDURES: dict[str, Procedure] = {
+    p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY, MOVEIN)}
 
 
 def register(procedure: Procedure) -> Procedure:

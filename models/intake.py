@@ -71,6 +71,11 @@ class Intake(BaseModel):
     def opened(self, session: Session, case: Case, now: datetime) -> None:
         """After the case has its id and number (links to other cases)."""
 
+    @classmethod
+    def details(cls, session: Session, case: Case) -> dict[str, Any]:
+        """What `cases show` adds for this procedure; masked, never a phone or ID number."""
+        return {}
+
 
 @cache
 def model_of(name: str) -> type[Intake]:

@@ -9,11 +9,12 @@ from zoneinfo import ZoneInfo
 from pydantic import ConfigDict, Field
 from sqlalchemy.orm import Session
 
+from core.errors import PropflowError
 from core.policy import Procedure as PolicySection
 from core.policy import get_policy
 from core.procedures import PRIORITIES
 from core.vocabulary import Priority, Role
-from models import directory, limits
+from models import directory, lifecycle, limits
 from models.authority import staff_of
 from models.cases import Case
 from models.intake import Intake, Opening, Place
@@ -39,6 +40,7 @@ class RepairIntake(Intake):
     channel: IntakeChannel = Field("phone", description="phone|online|front_desk|patrol")
     community: str | None = Field(None, description="项目编号，如 YGHY")
     received_by: StaffRef = Field(None, description="接待人员工编号")
+    defect_of: str | None = Field(None, description="入住验收缺陷：所属入住单号 RZ-...")
 
     def open(self, session: Session, place: Place, policy: PolicySection,
              now: datetime) -> Opening:
@@ -57,19 +59,46 @@ class RepairIntake(Intake):
         warranty = place.unit.warranty_until if place.unit else None
         in_warranty = bool(warranty and warranty >= today)
         paid = rule.chargeable and not in_warranty
+        data = {}
+        if self._movein(session) is not None:
+            # A defect found at move-in is never the owner's to pay; under warranty the
+            # developer's warranty centre repairs it (PROCEDURES.md §4).
+            paid = False
+            data = {"defect_of": self.defect_of, "warranty_centre": in_warranty}
         return Opening(
             reporter=self.reporter, phone=self.phone, description=self.description,
             category=self.category, priority=priority, channel=self.channel, paid=paid,
             actor=f"staff:{receiver}" if receiver else "front_desk",
             data={"complex": rule.complex, "skills": rule.skills, "in_warranty": in_warranty,
-                  "received_by": receiver},
+                  "received_by": receiver, **data},
             audit={"category": self.category, "priority": priority, "paid": paid,
                    "channel": self.channel},
         )
 
 
+    def opened(self, session: Session, case: Case, now: datetime) -> None:
+        movein = self._movein(session)
+        if movein is not None:
+            lifecycle.link(session, movein, case, "defect", now)
+
+    def _movein(self, session: Session) -> Case | None:
+        """The move-in whose inspection found this defect, if one is named."""
+        if not self.defect_of:
+            return None
+        found = directory.case(session, self.defect_of)
+        if found.procedure != "movein":
+            raise PropflowError(f"defect_of：{self.defect_of} 不是入住单；expected a move-in "
+                                "number RZ-...", field="defect_of")
+        return found
+
+
 def choose_technician(session: Session, case: Case) -> int | None:
-    """By skill, then load, in the case's community; None sends it to a supervisor."""
+    """By skill, then load, in the case's community; None sends it to a supervisor. A
+    move-in defect under warranty goes to the developer's warranty centre."""
+    if case.data.get("warranty_centre"):
+        centre = directory.people_in_role(session, case.community_id, Role.DEVELOPER_WARRANTY)
+        if centre:
+            return centre[0].id
     if case.data.get("complex"):
         return None
     skills = set(case.data.get("skills", []))

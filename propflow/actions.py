@@ -265,6 +265,7 @@ def show_step(step_id: int | str) -> dict[str, Any]:
             waiting_for=signers.waiting_for(session, step)
             if step.status == StepStatus.WAITING else [],
             replaced_by=step.replaced_by, rewound=step.rewound, claimed_by=step.claimed_by,
+            duty=(step.context or {}).get("duty", ""),
         )
         if step.decision:
             d = step.decision
@@ -323,6 +324,7 @@ def show_case(number: str) -> dict[str, Any]:
         out["description"] = case.description
         out["links"] = lifecycle.links_of(session, case)
         out["first_responder"] = case.data.get("first_responder")
+        out["details"] = intake.model_of(case.procedure).details(session, case)
         out["steps"] = []
         for step in case.steps:
             row = step_row(step)

@@ -139,9 +139,10 @@ def intake_command(name: str) -> Callable[..., Any]:
         default: Any = ... if info.is_required() else info.get_default(call_default_factory=True)
         if isinstance(default, list):  # a list is given as "1,2"
             default = ",".join(map(str, default))
+        kind: Any = bool if isinstance(default, bool) else str if default is not None \
+            else str | None  # a yes/no field is a flag: --custody
         params.append(inspect.Parameter(
-            field, inspect.Parameter.KEYWORD_ONLY, annotation=str if default is not None
-            else str | None,
+            field, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
             default=typer.Option(default, f"--{field.replace('_', '-')}",
                                  help=info.description)))
     params.append(inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY,
@@ -233,6 +234,8 @@ def steps_show(step: str = typer.Argument(..., help="步骤编号"), as_json: bo
           f"处理人 assignee: {_named(data['assignee'], data['assignee_name'])}")
     print(f"时限 window: {data['window']}, opened {data['opened_at']}, due {data['due_at']}"
           f"{' 超时 breached' if data['breached'] else ''}")
+    if data.get("duty"):
+        print(f"任务 duty: {data['duty']}")
     chain = " → ".join(data["chain"]) or "-"
     print(f"层级 level: {data['level']} (chain {chain}; next {data['next_role'] or '-'})")
     for e in data["escalations"]:
@@ -403,6 +406,9 @@ def cases_show(number: str, as_json: bool = JSON) -> None:
         restarts = data["run_restarts"]
         print(f"run_state: {data['run_state']}"
               f"{f' (自动重启 {restarts} 次 / restarted {restarts}x)' if restarts else ''}")
+    for key, value in (data.get("details") or {}).items():
+        shown = json.dumps(value, ensure_ascii=False) if isinstance(value, (dict, list)) else value
+        print(f"{key}: {shown}")
     if data["status"] == CaseStatus.STUCK:
         print("流程停滞 (stuck)：按记录自动重启后仍未恢复，已通知公司客服中心；"
               "expected a person to read the run's log in the Prefect UI and act")

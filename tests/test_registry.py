@@ -64,7 +64,7 @@ def test_a_stale_prefect_yaml_is_refused_naming_the_command_that_fixes_it(tmp_pa
 
 def test_runs_are_started_from_the_deployments_the_registry_names():
     assert runs.DEPLOYMENTS == {"repair": "repair/repair", "complaint": "complaint/complaint",
-                                "emergency": "emergency/emergency"}
+                                "emergency": "emergency/emergency", "movein": "movein/movein"}
 
 
 def test_served_flows_are_the_registered_ones():

@@ -26,6 +26,7 @@ from pydantic import (
 
 from core.channels import SMS_KINDS, parse_channel
 from core.errors import PropflowError
+from core.policy.movein import MoveInRules
 from core.procedures import PRIORITIES, PROCEDURES, STEPS
 from core.roles import ROLES
 from core.settings import get_settings
@@ -107,7 +108,7 @@ class Kind(_Strict):
     office_class: Literal["A", "B", "C"] | None = None
 
 
-class Procedure(_Strict):
+class Procedure(MoveInRules):  # and so _Strict; move-in's rules: core/policy/movein.py
     # The registry (core/procedures.py) numbers cases; a file written before it may still
     # say the prefix, and then it must say the same.
     prefix: str | None = Field(None, pattern=r"^[A-Z]{2,4}$")
