@@ -52,6 +52,10 @@ class Procedure:
     templates: str = ""  # folder under core/templates; default: the name
     deployment: str = ""  # default: the name
     tags: tuple[str, ...] = field(default=())
+    # A cron schedule (in schedule_timezone) on which Prefect also starts the flow with no
+    # case: the flow's own recurring duty (the reception day's notice). Empty: none.
+    schedule: str = ""
+    schedule_timezone: str = "Asia/Shanghai"
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -160,8 +164,55 @@ MOVEIN = Procedure(
     ),
 )
 
+VISIT = Procedure(
+    name="visit", prefix="CG", zh="参观接待", en="VIP visit",
+    flow="flows/visit.py:visit", intake="models.visit:VisitIntake",
+    command="book",
+    command_help="登记参观接待：按接待等级倒排准备步骤（非办公时间须项目经理批准）。",
+    description="参观接待 VIP visit — a countdown to the arrival, each step due at its time",
+    steps=(
+        Step("approve_visit", "非办公时间接待审批", "out-of-hours approval",
+             "models.visit:VisitApprovalForm"),
+        Step("briefing", "接待前布置会", "briefing", "NoteForm"),
+        Step("duty_plan", "接待安排表", "duty plan", "models.visit:DutyPlanForm"),
+        Step("readiness", "安全设施检查", "readiness check", "models.visit:ReadinessForm"),
+        Step("cleaning", "重点清洁与布置", "cleaning", "models.visit:CleaningForm"),
+        Step("air_conditioning", "开启空调", "air conditioning", "NoteForm"),
+        Step("supplies", "预备用品", "supplies", "NoteForm"),
+        Step("route_walk", "巡视接待路线", "route walk", "models.visit:FindingForm"),
+        Step("lift", "专用电梯（手动）", "manual lift", "NoteForm"),
+        Step("at_post", "全员到岗", "everyone at post", "NoteForm"),
+        Step("parking", "预留车位", "parking", "models.visit:ParkingForm"),
+        Step("restore", "恢复现场", "restore", "NoteForm"),
+        Step("review", "接待总结", "review", "models.visit:FindingForm"),
+        Step("archive", "资料归档", "archive", "NoteForm"),
+    ),
+)
+
+RECEPTION = Procedure(
+    name="reception", prefix="JF", zh="接访日", en="reception day",
+    flow="flows/reception.py:reception", intake="models.reception:MatterIntake",
+    command="matter", command_help="登记接访日来访事项（接访来访登记表），逐级签批后受理。",
+    group_help="经理接访日：每月第一个星期五 10:00-12:00（遇节假日顺延）",
+    description="接访日 reception day — a visitor's matter signed off, accepted, followed up; "
+                "scheduled daily to tell residents a week before each reception day",
+    steps=(
+        Step("signoff_cs", "客服部签字", "customer-service sign-off",
+             "models.reception:SignoffForm"),
+        Step("signoff_department", "责任部门签字", "department sign-off",
+             "models.reception:SignoffForm"),
+        Step("signoff_supervisor", "分管领导签字", "supervisor sign-off",
+             "models.reception:SignoffForm"),
+        Step("accept", "接访经理受理", "manager's acceptance", "models.reception:AcceptMatterForm"),
+        Step("handle", "责任部门办理", "handling", "models.reception:HandleForm"),
+        Step("follow_up", "跟进督办", "follow-up", "models.reception:FollowUpForm"),
+        Step("satisfaction", "满意度回访", "satisfaction check", "CallbackForm"),
+    ),
+    schedule="0 9 * * *",
+)
+
 PROCEDURES: dict[str, Procedure] = {
-    p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY, MOVEIN)}
+    p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY, MOVEIN, VISIT, RECEPTION)}
 
 
 def register(procedure: Procedure) -> Procedure:

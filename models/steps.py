@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, Update, bindparam, insert, select, update
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 def open_step(
     session: Session, *, case: Case, key: str, kind: str, role: str, now: datetime,
     assignee_id: int | None = None, context: dict[str, Any] | None = None,
+    due_at: datetime | None = None,
 ) -> Step:
     """Write the step (window on its calendar), tell the assignee. Same key: same step —
     or the one that replaced it since (sent back, withdrawn), or a new one when a send-back
@@ -46,7 +47,11 @@ def open_step(
     if rule.signers is not None:  # the mode is the step's own, whatever the policy says later
         context = {**(context or {}), "sign_mode": rule.signers.mode}
     calendar = policy.business_calendar()
-    if rule.workdays:  # "within 2 working days": to the end of the second working day
+    if due_at is not None:  # a fixed time (a visit's countdown), not a window from now
+        due = due_at
+        window = max(due - now, timedelta(0))
+        warn = now + window * policy.warning_threshold
+    elif rule.workdays:  # "within 2 working days": to the end of the second working day
         due = calendar.add_workdays(now, rule.workdays)
         warn = now + (due - now) * policy.warning_threshold
         window = due - now

@@ -598,6 +598,36 @@ def decide_as_owner(token: str, values: dict[str, Any], *, form_token: str) -> d
     return result
 
 
+# --- reception day (接访日) ----------------------------------------------------------------
+
+WEEKDAYS = "一二三四五六日"
+
+
+def reception_days(year: int) -> list[dict[str, Any]]:
+    """The year's reception days: the first Friday of each month, or the next working day."""
+    from models import reception
+
+    if not 2000 <= year <= 2100:
+        raise PropflowError(f"year：{year} 超出范围；expected a year such as 2026", field="year")
+    policy = get_policy()
+    out = []
+    for day in reception.days(policy, year):
+        start, end = reception.hours(policy, day.held)
+        out.append({"day": day.held.isoformat(), "weekday": f"星期{WEEKDAYS[day.held.weekday()]}",
+                    "start": notices.local(start)[-5:], "end": notices.local(end)[-5:],
+                    "scheduled": day.scheduled.isoformat(), "postponed": day.postponed})
+    return out
+
+
+def announce_reception_days() -> list[dict[str, str]]:
+    """What the reception deployment's schedule does each day, now: residents and managers
+    told of a reception day within its notice period (once per community and day)."""
+    from models import reception
+
+    with unit_of_work() as session:
+        return reception.announce_due(session, now())
+
+
 def new_link(step_id: int | str, as_staff: int | str,
              for_staff: int | str | None = None) -> dict[str, Any]:
     """A fresh one-tap link to a waiting step, for the front desk to send on: the owner's

@@ -143,7 +143,7 @@ def intake_command(name: str) -> Callable[..., Any]:
             else str | None  # a yes/no field is a flag: --custody
         params.append(inspect.Parameter(
             field, inspect.Parameter.KEYWORD_ONLY, annotation=kind,
-            default=typer.Option(default, f"--{field.replace('_', '-')}",
+            default=typer.Option(default, f"--{(info.alias or field).replace('_', '-')}",
                                  help=info.description)))
     params.append(inspect.Parameter("as_json", inspect.Parameter.KEYWORD_ONLY,
                                     annotation=bool, default=JSON))
@@ -168,9 +168,42 @@ def procedure_group(name: str) -> TyperGroup:
     spec = get(name)
     group = typer.Typer(help=spec.group_help or spec.zh, no_args_is_help=True)
     group.command(spec.command)(intake_command(name))
+    if name == "reception":  # its calendar, and the notice its schedule sends
+        group.command("days")(reception_days)
+        group.command("announce")(reception_announce)
     built = typer.main.get_group(group)
     built.name = name
     return built
+
+
+@command
+def reception_days(year: int = typer.Option(..., "--year", help="年份，如 2026"),
+                   as_json: bool = JSON) -> None:
+    """列出全年的经理接访日（每月第一个星期五，遇节假日顺延至下一个工作日）。"""
+    from propflow import actions
+
+    days = actions.reception_days(year)
+    if as_json:
+        emit(days, True)
+        return
+    for day in days:
+        moved = f"  （原定 {day['scheduled']}，遇节假日顺延）" if day["postponed"] else ""
+        print(f"{day['day']} {day['weekday']} {day['start']}-{day['end']}{moved}")
+
+
+@command
+def reception_announce(as_json: bool = JSON) -> None:
+    """现在执行一次接访日通知（计划任务每天执行）：接访日前一周通知住户和项目经理。"""
+    from propflow import actions
+
+    told = actions.announce_reception_days()
+    if as_json:
+        emit(told, True)
+    elif not told:
+        print("没有需要通知的接访日 (no reception day within its notice period, or told already)")
+    for item in told:
+        print(f"{item['community']}：接访日 {item['day']} 已通知 {item['households']} "
+              "户住户及项目经理")
 
 
 @deployments_app.command("write")

@@ -46,9 +46,20 @@ def apply(path: Path = PREFECT_YAML) -> list[str]:
                 parameter_openapi_schema=parameter_schema(flow).model_dump_for_openapi(),
                 enforce_parameter_schema=True,
                 concurrency_limit=spec.get("concurrency_limit"),
+                schedules=_schedules(spec),
             )
             names.append(f"{flow.name}/{spec['name']}")
     return names
+
+
+def _schedules(spec: dict[str, Any]) -> list[Any]:
+    """A deployment's cron schedules, each in its own time zone (Asia/Shanghai)."""
+    from prefect.client.schemas.actions import DeploymentScheduleCreate
+    from prefect.client.schemas.schedules import CronSchedule
+
+    return [DeploymentScheduleCreate(schedule=CronSchedule(cron=item["cron"],
+                                                           timezone=item.get("timezone")))
+            for item in spec.get("schedules") or []]
 
 
 def main() -> None:

@@ -25,7 +25,8 @@ HEADER = """\
 # Apply with `python -m propflow.deploy` (`prefect deploy --all` fails on the pinned Prefect
 # 3.8.8 + FastAPI 0.154). Each deployment is named after its flow, so runs are started as
 # `<procedure>/<procedure>` whichever runs them. Runs suspend while they wait for people
-# and the SLA clock in `propflow serve` resumes them: no schedules, no parameters here.
+# and the SLA clock in `propflow serve` resumes them; no parameters here. A schedule starts a
+# procedure's own recurring duty (a run with no case), in the registry's time zone.
 name: propflow
 prefect-version: {prefect}
 
@@ -47,13 +48,20 @@ DEPLOYMENT = """\
       work_queue_name: {queue}
 """
 
+SCHEDULE = """\
+    schedules:
+      - cron: "{cron}"
+        timezone: {timezone}
+"""
+
 
 def _deployment(spec: Procedure) -> str:
     return DEPLOYMENT.format(
         name=spec.deployment_name, entrypoint=spec.flow,
         description=spec.description or f"{spec.zh} {spec.en} procedure",
         tags=", ".join(dict.fromkeys(("propflow", spec.name, *spec.tags))),
-        pool=WORK_POOL, queue=WORK_QUEUE)
+        pool=WORK_POOL, queue=WORK_QUEUE) + (SCHEDULE.format(
+            cron=spec.schedule, timezone=spec.schedule_timezone) if spec.schedule else "")
 
 
 def render() -> str:

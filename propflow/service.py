@@ -34,11 +34,14 @@ def case_flows() -> list:  # type: ignore[type-arg]
 
 
 def deployments() -> list:  # type: ignore[type-arg]
+    from prefect.schedules import Cron
+
     from flows import flow_for
 
-    return [flow_for(p.name).to_deployment(name=p.deployment_name,
-                                           tags=["propflow", p.name, *p.tags])
-            for p in PROCEDURES.values()]
+    return [flow_for(p.name).to_deployment(
+        name=p.deployment_name, tags=["propflow", p.name, *p.tags],
+        schedule=Cron(p.schedule, timezone=p.schedule_timezone) if p.schedule else None)
+        for p in PROCEDURES.values()]
 
 
 def run() -> None:

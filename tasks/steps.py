@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from prefect import get_run_logger
@@ -20,12 +21,14 @@ from tasks.retries import TRANSIENT, db_task
 
 @db_task(name="open-step", task_run_name="open-step {key}")
 def open_step(case_id: int, key: str, kind: str, role: str, assignee_id: int | None,
-              context: dict[str, Any] | None = None) -> int:
+              context: dict[str, Any] | None = None, due_at: datetime | None = None) -> int:
+    """`due_at`: a fixed due time instead of the policy's window from now."""
     with unit_of_work() as session:
         case = session.get(Case, case_id)
         assert case is not None
         return steps.open_step(session, case=case, key=key, kind=kind, role=role,
-                               assignee_id=assignee_id, now=now(), context=context).id
+                               assignee_id=assignee_id, now=now(), context=context,
+                               due_at=due_at).id
 
 
 # Not replayed from the journal on its own: what it reads may have changed since (a

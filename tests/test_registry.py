@@ -64,7 +64,8 @@ def test_a_stale_prefect_yaml_is_refused_naming_the_command_that_fixes_it(tmp_pa
 
 def test_runs_are_started_from_the_deployments_the_registry_names():
     assert runs.DEPLOYMENTS == {"repair": "repair/repair", "complaint": "complaint/complaint",
-                                "emergency": "emergency/emergency", "movein": "movein/movein"}
+                                "emergency": "emergency/emergency", "movein": "movein/movein",
+                                "visit": "visit/visit", "reception": "reception/reception"}
 
 
 def test_served_flows_are_the_registered_ones():
@@ -88,8 +89,9 @@ def test_cli_intake_commands_are_generated_from_the_input_models():
     for spec in PROCEDURES.values():
         shown = runner.invoke(app, [spec.name, spec.command, "--help"], terminal_width=200)
         assert shown.exit_code == 0, shown.output
-        for field in model_of(spec.name).model_fields:
-            assert f"--{field.replace('_', '-')}" in shown.output, (spec.name, field)
+        for field, info in model_of(spec.name).model_fields.items():
+            option = (info.alias or field).replace("_", "-")  # a visit's --class
+            assert f"--{option}" in shown.output, (spec.name, field)
         # The service layer's opener of the same name, e.g. actions.report_emergency.
         assert callable(getattr(actions, f"{spec.command}_{spec.name}"))
         assert example(spec.name), f"{spec.name}: its input model gives an example"

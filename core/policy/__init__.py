@@ -108,6 +108,16 @@ class Kind(_Strict):
     office_class: Literal["A", "B", "C"] | None = None
 
 
+class ReceptionDay(_Strict):
+    """The manager's monthly reception day: the first such weekday of the month, moved to
+    the next working day when it is not one; residents told `notice` before."""
+
+    weekday: int = Field(5, ge=1, le=7)  # ISO: 1 Monday .. 7 Sunday; 5 Friday (seed)
+    start: time = time(10, 0)
+    end: time = time(12, 0)
+    notice: Duration = timedelta(days=7)
+
+
 class Procedure(MoveInRules):  # and so _Strict; move-in's rules: core/policy/movein.py
     # The registry (core/procedures.py) numbers cases; a file written before it may still
     # say the prefix, and then it must say the same.
@@ -127,6 +137,12 @@ class Procedure(MoveInRules):  # and so _Strict; move-in's rules: core/policy/mo
     reopen_levels: list[str] = ["cs_supervisor", "project_manager"]
     # complaint: a compensation above this many yuan needs the project manager's approval.
     approval_above: Decimal = Field(Decimal(0), ge=0)
+    # visit: how long before the arrival each preparation step falls due (the countdown),
+    # and which of those steps each class of visit takes.
+    countdown: dict[str, Duration] = {}
+    classes: dict[str, list[str]] = {}
+    # reception: when the monthly reception day is.
+    reception_day: ReceptionDay | None = None
 
     @field_validator("complaint_rating")
     @classmethod
@@ -428,6 +444,15 @@ def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
         for i, duty in enumerate(kind.fanout):
             check_role(path, f"{at}.kinds.{key}.fanout[{i}].role", duty.role)
     asked = STEPS[name]
+    for step in proc.countdown:
+        if step not in asked:
+            raise _refuse(path, f"{at}.countdown.{step}", f"未知的步骤；expected one of "
+                          f"{list(asked)}")
+    for key, taken in proc.classes.items():
+        for i, step in enumerate(taken):
+            if step not in proc.countdown:
+                raise _refuse(path, f"{at}.classes.{key}[{i}]", f"步骤 {step!r} 不在倒排计划 "
+                              f"(countdown) 中；expected one of {list(proc.countdown)}")
     for step in asked:
         if step not in proc.steps:
             raise _refuse(path, f"{at}.steps.{step}", f"缺少步骤 {step} 的时限；expected a "
