@@ -328,6 +328,16 @@ def has_turn(session: Session, step: Step, person: Staff) -> bool:
     return any(eligible(r, held, seq) and _theirs(step, r, person, held) for r in held)
 
 
+def steps_with_part(session: Session, person: Staff, step_ids: list[int]) -> set[int]:
+    """Of these steps, those where the person may have a signature to give: a row of theirs,
+    or an approver's place by role, still pending (one query for a whole list)."""
+    if not step_ids:
+        return set()
+    return set(session.scalars(select(Signer.step_id).where(
+        Signer.step_id.in_(step_ids), Signer.status == PENDING, Signer.kind != CC,
+        (Signer.staff_id == person.id) | Signer.staff_id.is_(None))))
+
+
 def watching(session: Session, step: Step, person: Staff) -> bool:
     return any(r.kind == CC and r.staff_id == person.id for r in rows(session, step))
 

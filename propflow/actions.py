@@ -191,15 +191,21 @@ def step_row(step: Step) -> dict[str, Any]:
     }
 
 
-def _mine(step: Step, person: Staff) -> bool:
+def _mine(step: Step, person: Staff, parts: set[int] | None = None) -> bool:
     """Addressed to this person: assigned to them, their role, or escalated to their level;
-    and the owner's own steps for whoever records them (the rules are models.authority's)."""
+    the owner's own steps for whoever records them (the rules are models.authority's); and
+    a step where their signature is up (models.signers; `parts`: the steps where they might
+    have one, read for a whole list at once)."""
+    def up() -> bool:
+        if parts is not None and step.id not in parts:
+            return False
+        return signers.has_turn(object_session(step), step, person)  # type: ignore[arg-type]
+
     rule = rule_allowing(step, person)
     if signers.mode(step) and rule in ("assignee", "role"):  # a 会签 step: their place is up
-        return signers.has_turn(object_session(step), step, person)  # type: ignore[arg-type]
+        return up()
     owner_step = rule == "stand_in" and step.role not in ROLES
-    return rule in ("assignee", "role", "chain") or owner_step \
-        or signers.has_turn(object_session(step), step, person)  # type: ignore[arg-type]
+    return rule in ("assignee", "role", "chain") or owner_step or up()
 
 
 def list_steps(case: str | None = None, role: str | None = None,
@@ -222,7 +228,8 @@ def list_steps(case: str | None = None, role: str | None = None,
         if role:
             found = [s for s in found if role_now(s) == role]
         if person is not None:
-            found = [s for s in found if _mine(s, person)]
+            parts = signers.steps_with_part(session, person, [s.id for s in found])
+            found = [s for s in found if _mine(s, person, parts)]
         return [step_row(s) for s in found]
 
 
