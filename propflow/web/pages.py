@@ -124,8 +124,8 @@ async def inbox(request: Request, principal: Page) -> Response:
     if principal.step_id is not None:  # a one-tap link lands on its step
         return RedirectResponse(f"/steps/{principal.step_id}", status_code=303)
     staff_id = staff_of(principal)
+    after = await run_in_threadpool(events.last_id)  # first: news while reading is not lost
     rows = await run_in_threadpool(inbox_rows, staff_id)
-    after = await run_in_threadpool(events.last_id)
     return render(request, "inbox.html", {"principal": principal, "rows": rows,
                                           "after": after, **_clock()})
 
@@ -174,8 +174,8 @@ def _case(number: str, staff_id: int, lang: str) -> dict[str, Any]:
 @router.get("/cases/{number}", response_class=HTMLResponse)
 async def case_page(request: Request, number: str, principal: Page) -> Response:
     staff_id = whole_session(principal)
-    found = await run_in_threadpool(_case, number, staff_id, lang_of(request))
     after = await run_in_threadpool(events.last_id)
+    found = await run_in_threadpool(_case, number, staff_id, lang_of(request))
     return render(request, "case.html", {"principal": principal, "after": after, **found,
                                          **_clock()})
 
@@ -187,7 +187,9 @@ async def case_live(request: Request, number: str, principal: Page) -> Response:
 
 
 def _step(step_id: int, staff_id: int) -> dict[str, Any]:
+    after = events.last_id()  # before reading: what happens meanwhile is news to the page
     step = actions.show_step_as(step_id, staff_id)
+    step["after"] = after
     step["due_iso"] = _due(step["due_at"])
     step["case_info"] = _cases([step["case"]]).get(step["case"], {})
     step["form"] = stepform.fields(step)
@@ -216,6 +218,16 @@ async def step_page(request: Request, step_id: int, principal: Page) -> Response
     return render(request, "step.html", {"principal": principal, "step": step,
                                          "result": result, "error": None, "posted": {},
                                          **_clock()})
+
+
+@router.get("/steps/{step_id}/summary", response_class=HTMLResponse)
+async def step_summary(request: Request, step_id: int, principal: Page) -> Response:
+    """The summary alone: the step page fetches it again when its case changes, so a
+    decision or an escalation elsewhere shows without touching the form being filled in."""
+    staff_id = _own_step(principal, step_id)
+    step = await run_in_threadpool(_step, step_id, staff_id)
+    return render(request, "_step_summary.html", {"principal": principal, "step": step,
+                                                  **_clock()})
 
 
 @router.post("/steps/{step_id}/decide", response_class=HTMLResponse,
