@@ -18,7 +18,7 @@ from core.policy import get_policy
 from core.roles import LAST_RESORT
 from core.vocabulary import Role
 from models.cases import Step
-from models.directory import people_in_role, roles_of
+from models.directory import MAX_ID, people_in_role, roles_of
 from models.org import Community, Staff
 
 # Decision fields that name a member of staff, and the role that person must hold.
@@ -147,7 +147,7 @@ def staff_of(session: Session, community_id: int, staff_id: int | str, *, field:
         pk = int(staff_id)
     except (TypeError, ValueError):
         pk = 0
-    person = session.get(Staff, pk) if 0 < pk < 2**63 else None
+    person = session.get(Staff, pk) if 0 < pk <= MAX_ID else None
     if person is None or not person.active:
         raise NotFound(f"{field}：没有编号为 {staff_id!r} 的在职员工；{rule}；{expected}",
                        field=field)

@@ -11,14 +11,17 @@ from core.vocabulary import Role, StepStatus
 from models.cases import Case, Step
 from models.org import Community, Staff, StaffRole, Unit
 
+# Ids are INTEGER columns: PostgreSQL refuses to compare one with a number past 32 bits.
+MAX_ID = 2**31 - 1
+
 
 def _pk(value: int | str) -> int | None:
-    """An id as typed; None when it cannot be one (PostgreSQL refuses more than 64 bits)."""
+    """An id as typed; None when it cannot be one."""
     try:
         number = int(value)
     except (TypeError, ValueError):
         return None
-    return number if 0 < number < 2**63 else None
+    return number if 0 < number <= MAX_ID else None
 
 
 def staff(session: Session, staff_id: int | str, *, field: str = "staff") -> Staff:

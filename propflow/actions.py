@@ -520,7 +520,7 @@ def mark_read(notification_id: int | str, viewer: int | str) -> dict[str, Any]:
     with unit_of_work() as session:
         person = _viewer(session, viewer)
         pk = int(notification_id) if str(notification_id).isdigit() else 0
-        found = session.get(Notification, pk) if 0 < pk < 2**63 else None
+        found = session.get(Notification, pk) if 0 < pk <= directory.MAX_ID else None
         if found is None or found.recipient != f"staff:{person.id}":
             raise NotFound(f"notification：没有发给员工 {person.id} 的通知 {notification_id!r}；"
                            "expected an id from GET /api/notifications", field="notification")

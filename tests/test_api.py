@@ -82,6 +82,31 @@ def test_open_a_repair_find_it_and_decide_its_first_step(demo, client):
     assert client.get("/api/steps?view=mine", headers=tech).json() == []
 
 
+def test_approval_operations_are_offered_on_each_step(demo, client):
+    he, wu, zheng = staff(demo, "何军"), staff(demo, "吴刚"), staff(demo, "郑浩")
+    dispatch = first_step(open_repair(unit="3-1-101", category="equipment",
+                                      description="电梯异响"))  # the 技术主管's, unassigned
+    claimed = client.post(f"/api/steps/{dispatch}/claim", headers=bearer(he))
+    assert claimed.status_code == 200, claimed.text
+    assert claimed.json()["assignee"] == he
+    assert client.get(f"/api/steps/{dispatch}", headers=bearer(he)).json()["assignee"] == he
+    back = client.post(f"/api/steps/{dispatch}/unclaim", headers=bearer(he))
+    assert back.status_code == 200 and back.json()["assignee"] is None
+
+    accept = first_step(open_repair(unit="1-2-301"))  # 吴刚's
+    missing = client.post(f"/api/steps/{accept}/transfer", json={"reason": "请假"},
+                          headers=bearer(wu))
+    assert missing.status_code == 422 and missing.json()["field"] == "to"
+    moved = client.post(f"/api/steps/{accept}/transfer", json={"to": zheng, "reason": "请假"},
+                        headers=bearer(wu))
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["assignee"] == zheng
+    assert [s["id"] for s in client.get("/api/steps", headers=bearer(zheng)).json()] == [accept]
+    refused = client.post(f"/api/steps/{accept}/send_back", json={"reason": ""},
+                          headers=bearer(zheng))
+    assert refused.status_code == 422 and refused.json()["field"] == "reason"
+
+
 def test_a_case_links_to_its_prefect_run(demo, client, env):
     env("PREFECT_UI_URL", "http://prefect.example:4200")
     number = open_repair()
@@ -197,8 +222,11 @@ def test_refusals_are_problem_json_naming_the_field(demo, client):
     assert answer.status_code == 422 and answer.json()["field"] == "eta"
     answer = client.post(f"/api/steps/{step}/decision", json={"value": {}}, headers=wu)
     assert answer.status_code == 422 and answer.json()["field"] == "value"
-    answer = client.get("/api/steps/99999999999999999999", headers=wu)
+    answer = client.get("/api/steps/999999", headers=wu)
     assert answer.status_code == 404 and answer.json()["field"] == "step"
+    # Past what an id column holds (PostgreSQL would refuse to even compare it).
+    answer = client.get(f"/api/steps/{2**31}", headers=wu)
+    assert answer.status_code == 422 and answer.json()["field"] == "id"
     with unit_of_work() as session:  # nothing of it was recorded
         assert len(session.scalars(select(Case)).all()) == 1
         assert session.scalars(select(Decision)).all() == []

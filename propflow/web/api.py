@@ -15,7 +15,8 @@ Owners' phone numbers never leave: every string of a case or step is masked.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar, cast
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from fastapi import APIRouter, Body, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
@@ -25,6 +26,7 @@ from core.faults import mask
 from core.procedures import PROCEDURES
 from core.vocabulary import CaseStatus
 from models import limits
+from models.directory import MAX_ID
 from models.intake import model_of
 from propflow import actions
 from propflow.web import auth
@@ -60,16 +62,15 @@ class ProblemDetails(BaseModel):
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    words = {401: "not signed in (no or a bad token)", 403: "not allowed",
-             404: "not found, or not in your communities", 409: "already decided",
-             422: "invalid input: the field and what was expected"}
+    words = {400: "a body that is not JSON", 401: "not signed in (no or a bad token)",
+             403: "not allowed", 404: "not found, or not in your communities",
+             409: "already decided", 422: "invalid input: the field and what was expected"}
     return {s: {"model": ProblemDetails, "description": words[s],
                 "content": {"application/problem+json": {}}} for s in statuses}
 
 
-READ = _problems(401, 403, 422)
-ONE = _problems(401, 403, 404, 422)
-ACT = _problems(401, 403, 404, 409, 422)
+READ = _problems(401, 403, 404, 422)  # 404: a filter naming no such community
+ACT = _problems(400, 401, 403, 404, 409, 422)
 
 
 def staff_id(request: Request,
@@ -87,7 +88,7 @@ def staff_id(request: Request,
 
 
 Viewer = Annotated[int, Depends(staff_id)]
-StepId = Annotated[int, Path(description="步骤编号 (step id)")]
+StepId = Annotated[int, Path(ge=1, le=MAX_ID, description="步骤编号 (step id)")]
 
 
 def seen_step(id: StepId, viewer: Viewer) -> int:
@@ -105,6 +106,79 @@ class DecisionBody(BaseModel):
 
     values: dict[str, Any] = Field(default_factory=dict, description="表单字段 (form values)")
     comment: str = Field("", max_length=limits.NOTE, description="意见 (comment)")
+
+
+StaffId = Annotated[int, Field(ge=1, le=MAX_ID, description="员工编号 (staff id)")]
+Reason = Annotated[str, Field(max_length=limits.NOTE, description="理由 (reason)")]
+
+
+class Operation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ToColleague(Operation):
+    to: StaffId
+    reason: Reason = ""
+
+
+class AddSigner(ToColleague):
+    position: Literal["before", "after"] = Field(
+        "before", description="before: they sign first, then it returns to you; after: they "
+                              "approve after you")
+
+
+class CopyTo(Operation):
+    to: list[StaffId] = Field(min_length=1, max_length=50, description="抄送给 (staff ids)")
+    reason: Reason = ""
+
+
+class SendBack(Operation):
+    reason: Annotated[str, Field(min_length=1, max_length=limits.NOTE,
+                                 description="驳回理由 (required)")]
+
+
+class Withdraw(Operation):
+    reason: Reason = ""
+
+
+def _operations() -> dict[str, tuple[str, type[Operation] | None,
+                                     Callable[[int, int, Any], dict[str, Any]]]]:
+    """Approval operations (propflow.actions, models.operations): path, summary, body, call."""
+    return {
+        "claim": ("认领 (claim a step of your role)", None,
+                  lambda step, who, _: actions.claim(step, who)),
+        "unclaim": ("退回 (give a claimed step back to its role)", None,
+                    lambda step, who, _: actions.unclaim(step, who)),
+        "transfer": ("转办 (transfer to a colleague)", ToColleague,
+                     lambda step, who, b: actions.transfer(step, who, b.to, b.reason)),
+        "delegate": ("委派 (delegate; it returns for your final word)", ToColleague,
+                     lambda step, who, b: actions.delegate(step, who, b.to, b.reason)),
+        "add_signer": ("加签 (add an approver before or after you)", AddSigner,
+                       lambda step, who, b: actions.add_signer(step, who, b.to, b.position,
+                                                               b.reason)),
+        "cc": ("抄送 (copy to watchers: read only)", CopyTo,
+               lambda step, who, b: actions.cc(step, who, list(b.to), b.reason)),
+        "send_back": ("驳回 (send back to the previous step, with a reason)", SendBack,
+                      lambda step, who, b: actions.send_back(step, who, b.reason)),
+        "withdraw": ("撤回 (withdraw your decision while the next step is untouched)",
+                     Withdraw, lambda step, who, b: actions.withdraw(step, who, b.reason)),
+    }
+
+
+def _operation(call: Callable[[int, int, Any], dict[str, Any]],
+               body: type[Operation] | None) -> Any:
+    if body is None:
+        def run(id: SeenStep, viewer: Viewer) -> dict[str, Any]:
+            return masked(call(id, viewer, None))
+
+        return run
+
+    def run_with(id: SeenStep, viewer: Viewer, payload: Any) -> dict[str, Any]:
+        return masked(call(id, viewer, payload))
+
+    # The body's model is known only here; FastAPI reads it from the annotation.
+    run_with.__annotations__["payload"] = Annotated[body, Body()]
+    return run_with
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -151,7 +225,7 @@ def build_router() -> APIRouter:
                                          community=community, overdue=overdue, q=q,
                                          limit=limit, offset=offset))
 
-    @router.get("/cases/{number}", tags=["cases"], responses=ONE, summary="工单详情 (a case)")
+    @router.get("/cases/{number}", tags=["cases"], responses=READ, summary="工单详情 (a case)")
     def show_case(number: Annotated[str, Path(max_length=40)], viewer: Viewer) -> dict[str, Any]:
         """Summary, steps with decisions and escalations, timeline, links, notifications, and
         its Prefect run (flow_run_id, prefect_url)."""
@@ -161,7 +235,7 @@ def build_router() -> APIRouter:
         schema = model_of(name).model_json_schema()
         router.add_api_route(
             f"/cases/{name}", _opener(name), methods=["POST"], tags=["cases"],
-            status_code=201, responses=_problems(401, 403, 404, 422),
+            status_code=201, responses=_problems(400, 401, 403, 404, 422),
             summary=f"{spec.command_help or spec.zh} ({spec.en})",
             description=f"Open a {spec.en} case ({spec.zh}); its run starts at once. The body "
                         "is the procedure's input model; received_by defaults to you.",
@@ -177,7 +251,7 @@ def build_router() -> APIRouter:
     ) -> list[dict[str, Any]]:
         return masked(actions.steps_as(viewer, view))
 
-    @router.get("/steps/{id}", tags=["steps"], responses=ONE, summary="步骤详情 (a step)")
+    @router.get("/steps/{id}", tags=["steps"], responses=READ, summary="步骤详情 (a step)")
     def show_step(id: SeenStep, viewer: Viewer) -> dict[str, Any]:
         """The step, its window, level, who may decide it, and its form's JSON schema."""
         return masked(actions.show_step_as(id, viewer))
@@ -191,6 +265,13 @@ def build_router() -> APIRouter:
         return masked(actions.decide_as(id, viewer, body.values, comment=body.comment,
                                         channel="api"))
 
+    for name, (summary, body, call) in _operations().items():
+        if not hasattr(actions, name):  # offered once the service layer has it
+            continue
+        router.add_api_route(f"/steps/{{id}}/{name}", _operation(call, body), methods=["POST"],
+                             tags=["steps"], responses=ACT, summary=summary,
+                             name=f"step_{name}")
+
     @router.get("/notifications", tags=["notifications"], responses=READ,
                 summary="我的通知 (my notifications)")
     def notifications(viewer: Viewer,
@@ -198,9 +279,9 @@ def build_router() -> APIRouter:
                       ) -> list[dict[str, Any]]:
         return masked(actions.notifications_as(viewer, unread=unread))
 
-    @router.post("/notifications/{id}/read", tags=["notifications"], responses=ONE,
+    @router.post("/notifications/{id}/read", tags=["notifications"], responses=READ,
                  summary="标记已读 (mark read)")
-    def read(id: Annotated[int, Path()], viewer: Viewer) -> dict[str, Any]:
+    def read(id: Annotated[int, Path(ge=1, le=MAX_ID)], viewer: Viewer) -> dict[str, Any]:
         return actions.mark_read(id, viewer)
 
     return router
