@@ -1,6 +1,6 @@
-"""The JSON API in tests: the app in process, bearer tokens made as `propflow tokens create`
-makes them, a second community with its own staff, and a repair whose first step is open as
-its run would open it (no Prefect: its start finds Prefect away, as it would in production)."""
+"""The JSON API in tests: the app in process, bearer tokens (tests/webkit.py), a second
+community with its own staff, and a repair whose first step is open as its run would open it
+(no Prefect: its start finds Prefect away, as it would in production)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,9 @@ from models.db import unit_of_work
 from models.org import Building, Community, Company, Staff, StaffRole, Unit
 from models.outbox import AuditEvent, Notification
 from models.repair import choose_technician
-from propflow import accounts, actions
+from propflow import actions
 from tasks import runs
+from tests.webkit import bearer  # noqa: F401 - the tests' one way to a token
 
 # 清溪园: the demo company's second community, staffed by its own people.
 OTHER = "QXY"
@@ -31,14 +32,6 @@ def app_client() -> TestClient:
     from propflow.web.app import create_app
 
     return TestClient(create_app())
-
-
-def token(staff_id: int) -> str:
-    return str(accounts.create_token(staff_id, name="tests", actor="tests")["token"])
-
-
-def bearer(staff_id: int) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(staff_id)}"}
 
 
 def second_community() -> dict[str, int]:
