@@ -14,11 +14,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ForeignKey, String, select, update
+from sqlalchemy import ForeignKey, String, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from core.errors import Conflict, NotFound
-from core.policy import get_policy
+from core.policy import Policy, get_policy
 from core.settings import get_settings
 from core.vocabulary import Role, StepStatus
 from models.cases import Decision, Step
@@ -64,14 +64,27 @@ def digest(token: str) -> str:
 
 
 def mint(session: Session, *, step: Step, audience: Audience, now: datetime,
-         staff_id: int | None = None) -> str:
-    """A new link to the step for one person; returns its token (shown once, in the URL)."""
-    ttl = get_policy().links.staff_ttl if audience == "staff" else get_policy().links.owner_ttl
+         staff_id: int | None = None, batch: list[dict[str, Any]] | None = None,
+         policy: Policy | None = None) -> str:
+    """A new link to the step for one person; returns its token (shown once, in the URL).
+    With `batch` the row is only collected, for write() to insert with the others at once."""
+    ttls = (policy or get_policy()).links
+    ttl = ttls.staff_ttl if audience == "staff" else ttls.owner_ttl
     token = secrets.token_urlsafe(32)
-    session.add(Link(token_hash=digest(token), audience=audience, step_id=step.id,
-                     staff_id=staff_id, created_at=now, expires_at=now + ttl,
-                     form_token=secrets.token_urlsafe(24)))
+    row = dict(token_hash=digest(token), audience=audience, step_id=step.id,
+               staff_id=staff_id, created_at=now, expires_at=now + ttl, used_at=None,
+               form_token=secrets.token_urlsafe(24))
+    if batch is None:
+        session.add(Link(**row))
+    else:
+        batch.append(row)
     return token
+
+
+def write(session: Session, batch: list[dict[str, Any]]) -> None:
+    """The links a batch of messages collected (an SLA pass's warnings), in one INSERT."""
+    if batch:
+        session.execute(insert(Link.__table__), batch)
 
 
 def url(token: str, audience: Audience) -> str:
@@ -79,17 +92,20 @@ def url(token: str, audience: Audience) -> str:
     return f"{base}/{'l' if audience == 'staff' else 'o'}/{token}"
 
 
-def for_step(session: Session, step: Step, now: datetime) -> Callable[[Recipient], str]:
+def for_step(session: Session, step: Step, now: datetime,
+             batch: list[dict[str, Any]] | None = None) -> Callable[[Recipient], str]:
     """Each recipient's own link to the step, for notices.tell(links=...): staff open the
     step's page as themselves; the owner opens their answer page for an owner step."""
+    policy = get_policy()
 
     def link(person: Recipient) -> str:
         kind, _, ident = person.key.partition(":")
         if kind == "staff" and ident.isdigit():
             return url(mint(session, step=step, audience="staff", now=now,
-                            staff_id=int(ident)), "staff")
+                            staff_id=int(ident), batch=batch, policy=policy), "staff")
         if kind == "owner" and step.role == Role.OWNER and step.kind in OWNER_STEPS:
-            return url(mint(session, step=step, audience="owner", now=now), "owner")
+            return url(mint(session, step=step, audience="owner", now=now, batch=batch,
+                            policy=policy), "owner")
         return ""
 
     return link

@@ -150,6 +150,8 @@ class Message:
     context: dict[str, Any]
     key: str
     case_id: int | None
+    # Each person's own one-tap link, as notify()'s `links` (models.links.for_step).
+    links: Callable[[Recipient], str] | None = None
 
 
 def notify_many(
@@ -164,10 +166,27 @@ def notify_many(
         found = templates.get((m.procedure, m.event))
         if found is None:
             found = templates[(m.procedure, m.event)] = template_for(m.procedure, m.event, lang)
-        msg = render_with(found, m.context | {"link": ""})
-        rows += [_row(*delivery, msg, event=m.event, case_id=m.case_id, lang=lang, now=now)
-                 | {"params": _sms_params(m.event, delivery[2], channel_kinds, sms, m.context)}
-                 for delivery in _deliveries(m.event, m.to, m.key, routes, channel_kinds, sms)]
+        if m.links is None:
+            msg = render_with(found, m.context | {"link": ""})
+            rows += [_row(*delivery, msg, event=m.event, case_id=m.case_id, lang=lang, now=now)
+                     | {"params": _sms_params(m.event, delivery[2], channel_kinds, sms,
+                                              m.context)}
+                     for delivery in _deliveries(m.event, m.to, m.key, routes, channel_kinds,
+                                                 sms)]
+            continue
+        # With links each person's message is their own: rendered once per person.
+        own: dict[str, tuple[Rendered, dict[str, Any]]] = {}
+        for delivery in _deliveries(m.event, m.to, m.key, routes, channel_kinds, sms):
+            person = delivery[1]
+            if person.key not in own:
+                personal = m.links if not person.key.startswith("group:") else None
+                ctx = m.context | {"link": personal(person) if personal else "",
+                                   "to_owner": person.key.startswith("owner:")}
+                own[person.key] = render_with(found, ctx), ctx
+            msg, ctx = own[person.key]
+            rows.append(_row(*delivery, msg, event=m.event, case_id=m.case_id, lang=lang,
+                             now=now)
+                        | {"params": _sms_params(m.event, delivery[2], channel_kinds, sms, ctx)})
     insert_notifications(session, rows)
 
 

@@ -313,6 +313,7 @@ def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int])
     lookups = notices.Lookups(session, batch)
     chains: dict[tuple[str, ...], list[str]] = {}
     messages: list[Message] = []
+    minted: list[dict[str, Any]] = []  # the warnings' one-tap links, written at once
     events: list[dict[str, Any]] = []
     for step in batch:
         key = (step.case.procedure, step.kind, step.case.priority or "", step.role)
@@ -324,10 +325,12 @@ def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int])
         to = notices.step_recipients(session, step, lookups)
         messages.append(Message(
             step.case.procedure, "warning", notices.with_first_responder(session, step.case, to),
-            ctx, key=f"step:{step.id}:warning", case_id=step.case_id))
+            ctx, key=f"step:{step.id}:warning", case_id=step.case_id,
+            links=links.for_step(session, step, now, minted)))
         events.append(dict(at=now, actor=worker, action="warned", case_id=step.case_id,
                            detail=dict(step=step.key)))
     notices.tell_many(session, messages, now=now)
+    links.write(session, minted)
     audit_many(session, events)
     return len(batch)
 

@@ -167,6 +167,19 @@ def test_an_escalation_carries_a_link_for_the_level_told(web_client, demo, repai
     assert web_client.get(f"/steps/{step_id}").status_code == 200
 
 
+def test_a_warning_carries_a_link_of_its_own(web_client, demo, repair, clock):  # noqa: F811
+    supervisor = demo["by_role"]["tech_supervisor"]
+    step_id = open_step(repair, "dispatch#1", "dispatch", Role.TECH_SUPERVISOR)
+    clock.advance(timedelta(minutes=25))  # 80 % of its 30 minutes
+    with unit_of_work() as session:  # what the SLA clock does, a batch at a time
+        assert steps.claim_warnings(session, now(), "test", steps.warn_ids(session, now())) == 1
+    [opened] = links_to(f"staff:{supervisor}")
+    [(kind, token)] = links_to(f"staff:{supervisor}", "warning")
+    assert token != opened[1]
+    first = web_client.get(f"/{kind}/{token}")
+    assert first.status_code == 303 and first.headers["location"] == f"/steps/{step_id}"
+
+
 # --- owners --------------------------------------------------------------------------------
 
 def owner_link(step_id: int) -> str:
