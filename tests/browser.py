@@ -47,7 +47,7 @@ def browser() -> Iterator[Any]:
 
 def _context(browser: Any, options: dict[str, Any]) -> Iterator[Any]:
     context = browser.new_context(locale="zh-CN", timezone_id="Asia/Shanghai", **options)
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(20_000)  # a busy CI machine, not a slow page
     page = context.new_page()
     yield page
     context.close()
