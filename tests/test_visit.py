@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
@@ -189,8 +190,20 @@ def test_out_of_hours_visit_approved_then_prepared_and_closed_served(service, de
         actions.decide(step_id, staff, values)
 
     decide("approve_visit#1", who["project_manager"], approved=True)
-    decide("cleaning#1", who["cleaning"])
-    decide("supplies#1", who["csr"])
+
+    # Training mode: `clock advance --to-next-due` brings each countdown step due in turn,
+    # and each one missed goes to the project manager at once.
+    from typer.testing import CliRunner
+
+    from propflow.cli import app
+
+    for key, role in (("cleaning#1", "cleaning"), ("supplies#1", "csr")):
+        step_id = until(key, lambda key=key: waiting(number, key))
+        moved = CliRunner().invoke(app, ["clock", "advance", "--to-next-due", "--json"])
+        assert moved.exit_code == 0, moved.output
+        assert json.loads(moved.stdout)["past_due_step"] == step_id
+        until(f"{key} escalated to the manager", lambda step_id=step_id: _escalated(step_id))
+        decide(key, who[role])  # confirmed late: the breach stays on the record
     decide("parking#1", who["security"], spaces="地面 B 区")
     decide("restore#1", who["cleaning"])
     decide("review#1", who["project_manager"], finding="顺利")
@@ -202,6 +215,16 @@ def test_out_of_hours_visit_approved_then_prepared_and_closed_served(service, de
     assert {s["key"] for s in case["steps"]} == {
         "approve_visit#1", "cleaning#1", "supplies#1", "parking#1", "restore#1", "review#1",
         "archive#1"}
+
+
+def _escalated(step_id: int) -> bool:
+    from models.cases import Escalation
+
+    with unit_of_work() as session:
+        return session.scalars(select(Escalation).where(
+            Escalation.step_id == step_id, Escalation.level == 1,
+            Escalation.to_role == "project_manager", Escalation.handled_at.is_not(None))
+        ).first() is not None
 
 
 def _run(number: str) -> str:
