@@ -254,8 +254,9 @@ class InspectionForm(Form):
     water: Reading = Field(description="水表读数")
     electricity: Reading = Field(description="电表读数")
     gas: Reading = Field(description="燃气表读数")
-    defects: Defects = Field(
-        [], description="缺陷，每项 房间:缺陷，多项以 ; 分隔（每项转一张报修单）")
+    # A factory, not a default: the web form would show "[]" in the text box (web/stepform).
+    defects: Defects = Field(default_factory=list,
+                             description="缺陷，每项 房间:缺陷，多项以 ; 分隔（每项转一张报修单）")
     note: Short = ""
 
     @field_validator("rooms")
@@ -275,7 +276,8 @@ class InspectionForm(Form):
 
 class ReinspectionForm(Form):
     passed: bool = Field(description="整改是否全部合格")
-    defects: Defects = Field([], description="仍有或新发现的缺陷，每项 房间:缺陷（再转报修）")
+    defects: Defects = Field(default_factory=list,
+                             description="仍有或新发现的缺陷，每项 房间:缺陷（再转报修）")
     finding: Short = ""
 
     @model_validator(mode="after")

@@ -166,6 +166,25 @@ def test_inspection_form_reads_defects_per_room_of_the_policy_checklist(demo):
         assert caught.value.field.startswith("defects") and hint in caught.value.message
 
 
+def test_policy_refuses_a_defect_category_repairs_do_not_have(policy_with):
+    import yaml
+
+    from core.policy import load_policy
+    from core.settings import DEMO_POLICY
+
+    procedures = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))["procedures"]
+    movein = procedures["movein"] | {"defect_category": "garden"}
+    with pytest.raises(PropflowError) as caught:
+        load_policy(policy_with(procedures=procedures | {"movein": movein}))
+    assert caught.value.field == "procedures.movein.defect_category"
+    assert "in_unit" in caught.value.message
+    movein = procedures["movein"] | {"documents": {"owner": ["id_card", "deed"], "agent": [],
+                                                   "company": []}}
+    with pytest.raises(PropflowError) as caught:
+        load_policy(policy_with(procedures=procedures | {"movein": movein}))
+    assert caught.value.field == "procedures.movein.documents.owner[1]"
+
+
 # --- the flow in process ---------------------------------------------------------------------
 
 SIGNED = ("registration,decoration_application,service_agreement,decoration_agreement,"

@@ -423,6 +423,27 @@ def _check_meaning(path: Path, policy: Policy) -> None:
             raise _refuse(path, f"procedures.{name}.approval_above", f"超过表单可接受的最大金额 "
                           f"{policy.limits.money_max}；expected at most limits.money_max, or "
                           "no compensation would ever need approval")
+    _check_movein(path, policy)
+
+
+def _check_movein(path: Path, policy: Policy) -> None:
+    """A move-in's defects are opened as repairs of a category the repair section has, and
+    every buyer type the intake accepts has its documents, each with a label."""
+    movein, repair = policy.procedures.get("movein"), policy.procedures.get("repair")
+    if movein is None:
+        return
+    if repair is not None and movein.defect_category not in repair.categories:
+        raise _refuse(path, "procedures.movein.defect_category", f"未知的报修类别 "
+                      f"{movein.defect_category!r}；expected one of {sorted(repair.categories)}")
+    for buyer in ("owner", "agent", "company"):
+        if buyer not in movein.documents:
+            raise _refuse(path, f"procedures.movein.documents.{buyer}", "缺少该购房方式要核验的"
+                          "资料；expected a list such as [id_card, move_in_notice]")
+        for i, key in enumerate(movein.documents[buyer]):
+            if key not in movein.document_labels:
+                raise _refuse(path, f"procedures.movein.documents.{buyer}[{i}]", f"资料 {key!r} "
+                              f"没有名称；expected one of {sorted(movein.document_labels)}, or "
+                              "a label for it in document_labels")
 
 
 def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
