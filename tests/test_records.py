@@ -69,6 +69,7 @@ CONTEXT = dict(
     outcome_label="已完成", duty="关闭燃气总阀", first_responder="王芳", location="1号楼",
     resolution="减免", result="已处理", compensation="200", message="已恢复",
     run_state="Crashed", restarts=3, flow_run_id="7b7f890b-7dec-4e4f-ae27-23bce342c1ad",
+    fee="840.00", count=2, repairs="BX-20261124-0002、BX-20261124-0003", over="水表 8 > 5",
 )
 
 
