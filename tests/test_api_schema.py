@@ -1,6 +1,6 @@
 """schemathesis against /api/openapi.json with a valid bearer token: whatever the schema lets
 a client send (and what it does not: negative cases), the API answers without a server
-error, with a status code and media type the schema declares.
+error, with a status code, media type and body the schema declares.
 
 Every operation is read from the app's own schema, so a new endpoint or procedure is
 exercised as soon as it exists. One test per database runs them all in turn: a database and
@@ -18,7 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from propflow.web.app import create_app
 from tests.apikit import bearer, first_step, no_prefect, open_repair  # noqa: F401
@@ -37,7 +41,8 @@ FEWER = {"/api/session": 2}
 def checks_for(path: str) -> list[Any]:
     if path in UNDOCUMENTED:
         return [not_a_server_error]
-    return [not_a_server_error, status_code_conformance, content_type_conformance]
+    return [not_a_server_error, status_code_conformance, content_type_conformance,
+            response_schema_conformance]
 
 
 def fuzz(operation: Any, mode: GenerationMode, token: dict[str, str]) -> Callable[[], None]:

@@ -61,12 +61,116 @@ class ProblemDetails(BaseModel):
     instance: str | None = None
 
 
+class Answer(BaseModel):
+    """Fields the API promises; others the service layer adds pass through as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class CaseSummary(Answer):
+    number: str = Field(description="工单号，如 BX-20261124-0001")
+    procedure: str
+    status: CaseStatus
+    unit: str | None
+    category: str | None
+    priority: str | None
+    paid: bool
+    assignee: int | None
+    reporter: str
+    outcome: str | None
+    created_at: str = Field(description="local time, YYYY-MM-DD HH:MM")
+    closed_at: str = Field(description="local time; empty while open")
+    flow_run_id: str | None = Field(description="the case's Prefect flow run")
+    run_state: str | None
+
+
+class CasePage(Answer):
+    items: list[CaseSummary]
+    total: int
+    limit: int
+    offset: int
+
+
+class StepRow(Answer):
+    id: int
+    case: str
+    step: str = Field(description="the step's kind (accept, quote, ...)")
+    key: str
+    role: str = Field(description="the role it waits on now (after escalation, the one reached)")
+    escalated_from: str | None
+    assignee: int | None
+    assignee_name: str | None
+    due_at: str
+    level: int = Field(description="0: the assignee; n: escalated n levels")
+    status: str
+    breached: bool
+
+
+class TimelineEntry(Answer):
+    at: str
+    actor: str
+    action: str
+    detail: dict[str, Any]
+
+
+class NotificationRow(Answer):
+    id: int
+    case: str | None
+    event: str
+    to: str
+    recipient: str = Field(description="staff:<id>, or an owner's masked phone")
+    channel: str
+    status: str
+    subject: str
+    created_at: str
+
+
+class MyNotification(NotificationRow):
+    read_at: str = Field(description="when you marked it read; empty: unread")
+
+
+class CaseDetail(CaseSummary):
+    description: str
+    links: list[dict[str, str]]
+    steps: list[StepRow]
+    timeline: list[TimelineEntry]
+    notifications: list[NotificationRow]
+    prefect_url: str | None = Field(description="the run in the Prefect UI")
+
+
+class StepDetail(StepRow):
+    procedure: str
+    window: str
+    may_decide: list[dict[str, Any]] = Field(description="who may decide it now, and by which "
+                                                         "rule")
+    form_schema: dict[str, Any] = Field(description="the JSON schema of its form: the "
+                                                    "decision's values")
+
+
+class Opened(CaseSummary):
+    note: str | None = Field(None, description="why its run has not started yet, if so")
+
+
+class DecisionResult(Answer):
+    step: int
+    case: str
+    decided_by: int
+    delivery: str | None = Field(None, description="delivered: the run has it; queued: it "
+                                                   "will read it (reason)")
+
+
+class Read(Answer):
+    id: int
+    read_at: str
+
+
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     words = {400: "a body that is not JSON", 401: "not signed in (no or a bad token)",
              403: "not allowed", 404: "not found, or not in your communities",
              409: "already decided", 422: "invalid input: the field and what was expected"}
+    schema = {"$ref": "#/components/schemas/ProblemDetails"}
     return {s: {"model": ProblemDetails, "description": words[s],
-                "content": {"application/problem+json": {}}} for s in statuses}
+                "content": {"application/problem+json": {"schema": schema}}} for s in statuses}
 
 
 READ = _problems(401, 403, 404, 422)  # 404: a filter naming no such community
@@ -219,23 +323,23 @@ def build_router() -> APIRouter:
         q: Annotated[str | None, Query(max_length=40, description="工单号（部分）")] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    ) -> dict[str, Any]:
+    ) -> CasePage:
         """The cases of your communities, newest first: items, total, limit, offset."""
-        return masked(actions.find_cases(viewer, procedure=procedure, status=status,
-                                         community=community, overdue=overdue, q=q,
-                                         limit=limit, offset=offset))
+        return CasePage.model_validate(masked(actions.find_cases(
+            viewer, procedure=procedure, status=status, community=community, overdue=overdue,
+            q=q, limit=limit, offset=offset)))
 
     @router.get("/cases/{number}", tags=["cases"], responses=READ, summary="工单详情 (a case)")
-    def show_case(number: Annotated[str, Path(max_length=40)], viewer: Viewer) -> dict[str, Any]:
+    def show_case(number: Annotated[str, Path(max_length=40)], viewer: Viewer) -> CaseDetail:
         """Summary, steps with decisions and escalations, timeline, links, notifications, and
         its Prefect run (flow_run_id, prefect_url)."""
-        return masked(actions.show_case_as(number, viewer))
+        return CaseDetail.model_validate(masked(actions.show_case_as(number, viewer)))
 
     for name, spec in PROCEDURES.items():
         schema = model_of(name).model_json_schema()
         router.add_api_route(
             f"/cases/{name}", _opener(name), methods=["POST"], tags=["cases"],
-            status_code=201, responses=_problems(400, 401, 403, 404, 422),
+            status_code=201, response_model=Opened, responses=_problems(400, 401, 403, 404, 422),
             summary=f"{spec.command_help or spec.zh} ({spec.en})",
             description=f"Open a {spec.en} case ({spec.zh}); its run starts at once. The body "
                         "is the procedure's input model; received_by defaults to you.",
@@ -248,22 +352,22 @@ def build_router() -> APIRouter:
         view: Annotated[actions.StepView, Query(description=(
             "mine: assigned to me, my role or escalated to me; role: my roles' queue; "
             "overdue: past their window; escalated: escalated to a level I hold"))] = "mine",
-    ) -> list[dict[str, Any]]:
-        return masked(actions.steps_as(viewer, view))
+    ) -> list[StepRow]:
+        return [StepRow.model_validate(r) for r in masked(actions.steps_as(viewer, view))]
 
     @router.get("/steps/{id}", tags=["steps"], responses=READ, summary="步骤详情 (a step)")
-    def show_step(id: SeenStep, viewer: Viewer) -> dict[str, Any]:
+    def show_step(id: SeenStep, viewer: Viewer) -> StepDetail:
         """The step, its window, level, who may decide it, and its form's JSON schema."""
-        return masked(actions.show_step_as(id, viewer))
+        return StepDetail.model_validate(masked(actions.show_step_as(id, viewer)))
 
     @router.post("/steps/{id}/decision", tags=["steps"], responses=ACT,
                  summary="处理步骤 (decide)")
     def decide(id: SeenStep, viewer: Viewer,
-               body: Annotated[DecisionBody, Body()]) -> dict[str, Any]:
+               body: Annotated[DecisionBody, Body()]) -> DecisionResult:
         """Stored, then the case's run is woken: delivery says delivered, or queued with the
         reason and when the run will read it."""
-        return masked(actions.decide_as(id, viewer, body.values, comment=body.comment,
-                                        channel="api"))
+        return DecisionResult.model_validate(masked(actions.decide_as(
+            id, viewer, body.values, comment=body.comment, channel="api")))
 
     for name, (summary, body, call) in _operations().items():
         if not hasattr(actions, name):  # offered once the service layer has it
@@ -276,13 +380,14 @@ def build_router() -> APIRouter:
                 summary="我的通知 (my notifications)")
     def notifications(viewer: Viewer,
                       unread: Annotated[bool, Query(description="只看未读")] = False,
-                      ) -> list[dict[str, Any]]:
-        return masked(actions.notifications_as(viewer, unread=unread))
+                      ) -> list[MyNotification]:
+        return [MyNotification.model_validate(n)
+                for n in masked(actions.notifications_as(viewer, unread=unread))]
 
     @router.post("/notifications/{id}/read", tags=["notifications"], responses=READ,
                  summary="标记已读 (mark read)")
-    def read(id: Annotated[int, Path(ge=1, le=MAX_ID)], viewer: Viewer) -> dict[str, Any]:
-        return actions.mark_read(id, viewer)
+    def read(id: Annotated[int, Path(ge=1, le=MAX_ID)], viewer: Viewer) -> Read:
+        return Read.model_validate(actions.mark_read(id, viewer))
 
     return router
 
