@@ -139,7 +139,7 @@ def _section(policy: Policy | None = None) -> PolicySection:
     return (policy or get_policy()).procedures["movein"]
 
 
-def _keys(field: str, known: dict[str, str]) -> Callable[[list[str]], list[str]]:
+def _keys(known: dict[str, str]) -> Callable[[list[str]], list[str]]:
     """A CommaList check: every item one of the policy's keys (or its label), as the key."""
     def check(values: list[str]) -> list[str]:
         by_label = {label: key for key, label in known.items()}
@@ -147,7 +147,7 @@ def _keys(field: str, known: dict[str, str]) -> Callable[[list[str]], list[str]]
         for value in values:
             key = by_label.get(value, value)
             if key not in known:
-                raise ValueError(f"{field}: {value!r} 不在清单中；expected some of {list(known)}")
+                raise ValueError(f"{value!r} 不在清单中；expected some of {list(known)}")
             out.append(key)
         return list(dict.fromkeys(out))
     return check
@@ -164,7 +164,7 @@ class DocumentsForm(Form):
     @field_validator("documents")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        return _keys("documents", _section().document_labels)(value)
+        return _keys(_section().document_labels)(value)
 
 
 class AgreementsForm(Form):
@@ -178,8 +178,7 @@ class AgreementsForm(Form):
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         section = _section()
-        return _keys("signed", {**section.agreements,
-                                "custody_agreement": section.custody_agreement})(value)
+        return _keys({**section.agreements, "custody_agreement": section.custody_agreement})(value)
 
 
 class FeesForm(AnswerForm):
@@ -208,7 +207,7 @@ class HandoverForm(AnswerForm):
     @field_validator("items")
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
-        return _keys("items", _section().handover_items)(value)
+        return _keys(_section().handover_items)(value)
 
 
 class Defect(Form):
@@ -222,7 +221,7 @@ class Defect(Form):
         by_label = {r.label: k for k, r in rooms.items()}
         key = by_label.get(value, value)
         if key not in rooms:
-            raise ValueError(f"defects: 房间 {value!r} 不在验收表中；expected one of "
+            raise ValueError(f"房间 {value!r} 不在验收表中；expected one of "
                              f"{list(rooms)} or {list(by_label)}")
         return key
 
@@ -263,7 +262,7 @@ class InspectionForm(Form):
     @classmethod
     def _known(cls, value: list[str]) -> list[str]:
         rooms = _section().rooms
-        return _keys("rooms", {k: r.label for k, r in rooms.items()})(value)
+        return _keys({k: r.label for k, r in rooms.items()})(value)
 
     @model_validator(mode="after")
     def _defects_in_rooms(self) -> InspectionForm:
@@ -290,6 +289,7 @@ class ReinspectionForm(Form):
 
 
 class SignOffForm(AnswerForm):
+    refusal: ClassVar[str] = "业主不签收"
     accepted: bool = Field(description="业主是否签收（验收合格）")
     reason: Short = ""
 
