@@ -379,6 +379,7 @@ def list_notifications(case: str | None = None,
         person = directory.staff(session, to, field="to") if to is not None else None
         return notification_rows(session, case_id, f"staff:{person.id}" if person else None)
 
+
 # Scoped to whoever asks (the web door; the CLI could pass its --as the same way): what they
 # see is models.scope's rule, what they may decide models.authority's. A case or step out of
 # their scope is answered as one that does not exist.
@@ -444,7 +445,7 @@ def steps_as(viewer: int | str, view: str = "mine") -> list[dict[str, Any]]:
     if view not in VIEWS:
         raise PropflowError(f"view：{view!r} 不是有效视图；expected one of {list(VIEWS)}",
                             field="view")
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         person = _viewer(session, viewer)
         query = (select(Step).join(Case).where(Step.status == StepStatus.WAITING,
                                                scope.cases_where(session, person))
@@ -453,14 +454,18 @@ def steps_as(viewer: int | str, view: str = "mine") -> list[dict[str, Any]]:
             query = query.where(_overdue())
         if view == "escalated":
             query = query.where(Step.level > 0)
+        found = list(session.scalars(query))
+        # Where their signature might be up, read for the whole list at once.
+        parts = signers.steps_with_part(session, person, [s.id for s in found]) \
+            if view == "mine" else set()
 
         def keep(s: Step) -> bool:
             held = directory.roles_of(person, s.case.community_id)
-            return {"mine": lambda: _mine(s, person), "role": lambda: role_now(s) in held,
+            return {"mine": lambda: _mine(s, person, parts), "role": lambda: role_now(s) in held,
                     "overdue": lambda: True,
                     "escalated": lambda: bool(held & set(reached(s)))}[view]()
 
-        return [step_row(s) for s in session.scalars(query) if keep(s)]
+        return [step_row(s) for s in found if keep(s)]
 
 
 def sees_step(step_id: int | str, viewer: int | str) -> int:
