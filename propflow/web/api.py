@@ -247,7 +247,8 @@ class Withdraw(Operation):
 
 def _operations() -> dict[str, tuple[str, type[Operation] | None,
                                      Callable[[int, int, Any], dict[str, Any]]]]:
-    """Approval operations (propflow.actions, models.operations): path, summary, body, call."""
+    """Approval operations (propflow.actions, models.operations), each at
+    POST /api/steps/{id}/<name>: its summary, its body's model (None: no body), the call."""
     return {
         "claim": ("认领 (claim a step of your role)", None,
                   lambda step, who, _: actions.claim(step, who)),
@@ -370,8 +371,6 @@ def build_router() -> APIRouter:
             id, viewer, body.values, comment=body.comment, channel="api")))
 
     for name, (summary, body, call) in _operations().items():
-        if not hasattr(actions, name):  # offered once the service layer has it
-            continue
         router.add_api_route(f"/steps/{{id}}/{name}", _operation(call, body), methods=["POST"],
                              tags=["steps"], responses=ACT, summary=summary,
                              name=f"step_{name}")
