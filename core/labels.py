@@ -20,6 +20,7 @@ CALENDARS = {"24x7": ("全天候", "24/7"), "business": ("工作时间", "busine
 OUTCOMES = {
     "done": ("已完成", "done"), "quote_refused": ("业主未接受报价", "quote refused"),
     "resolved": ("已处理", "resolved"), "moved_in": ("已入住", "moved in"),
+    "refused": ("未获批准", "not approved"), "declined": ("不予受理", "not taken on"),
 }
 
 

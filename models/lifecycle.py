@@ -88,6 +88,8 @@ def close(session: Session, case: Case, outcome: str, now: datetime) -> None:
     release_waiting(session, case, now)
     if case.procedure == "emergency":
         return  # residents were told by broadcast when it was resolved
+    if not case.reporter_phone:
+        return  # nobody outside reported it (a visit): nobody to tell it is closed
     notices.tell(session, case=case, event="closed", to=[notices.owner_recipient(case)],
                  key=f"case:{case.id}:closed", now=now,
                  outcome_label=labels.label(labels.OUTCOMES, outcome, get_policy().lang))

@@ -90,7 +90,10 @@ def test_class_1_steps_fall_due_at_their_times_and_a_missed_one_goes_to_the_mana
     run.decide("review#1", "project_manager", finding="接待顺利")
     run.decide("archive#1", "cs_supervisor", note="接待安排表已归档")
     assert run.finish() == "done"
-    assert run.show()["status"] == "closed"
+    case = run.show()
+    assert case["status"] == "closed"
+    # Nobody outside reported a visit: no owner's message, not even "closed".
+    assert not [n for n in case["notifications"] if n["recipient"].startswith("owner:")]
 
 
 def test_lower_classes_drop_steps_as_the_policy_says(demo, clock):
