@@ -185,6 +185,32 @@ def test_policy_refuses_a_defect_category_repairs_do_not_have(policy_with):
     assert caught.value.field == "procedures.movein.documents.owner[1]"
 
 
+def test_a_defect_repair_is_free_and_under_warranty_goes_to_the_warranty_centre(demo):
+    from models import repair as repair_rules
+
+    owner = example("movein")
+    movein = actions.open_case("movein", owner, start_run=False)["number"]
+    picked = {}
+    for unit in ("3-1-101", "1-1-101"):  # building 3 under warranty, building 1 not
+        opened = actions.open_repair(start_run=False, unit=unit, category="in_unit",
+                                     priority="medium", reporter="业主张三", phone="13800138000",
+                                     description="入住验收缺陷：地漏堵塞", defect_of=movein)
+        assert opened["paid"] is False  # in_unit is chargeable, but not a move-in defect
+        with unit_of_work() as session:
+            case = session.scalars(select(Case).where(Case.number == opened["number"])).one()
+            picked[unit] = repair_rules.choose_technician(session, case)
+    assert picked["3-1-101"] == demo["by_role"]["developer_warranty"]
+    technicians = {p["id"] for p in demo["staff"] if p["role"] == "technician"}
+    assert picked["1-1-101"] in technicians
+    links = actions.show_case(movein)["links"]
+    assert [lk["relation"] for lk in links] == ["defect", "defect"]
+
+    not_a_movein = actions.open_repair(start_run=False, **example("repair"))["number"]
+    with pytest.raises(PropflowError) as caught:
+        actions.open_repair(start_run=False, **example("repair") | {"defect_of": not_a_movein})
+    assert caught.value.field == "defect_of"
+
+
 # --- the flow in process ---------------------------------------------------------------------
 
 SIGNED = ("registration,decoration_application,service_agreement,decoration_agreement,"
