@@ -93,7 +93,7 @@ def _staff_to(session: Session, person: Staff) -> list[Recipient]:
     return [notices.staff_recipient(person)]
 
 
-def _row(step: Step, turn: signers.Turn) -> dict[str, Any]:
+def _row(step: Step) -> dict[str, Any]:
     return {"step": step.id, "key": step.key, "case": step.case.number, "status": step.status,
             "assignee": step.assignee_id}
 
@@ -163,7 +163,7 @@ def claim(session: Session, step: Step, person: Staff, now: datetime) -> dict[st
     audit(session, at=now, actor=f"staff:{person.id}", action="claimed", case_id=step.case_id,
           step=step.key, role=step.role)
     session.flush()
-    return _row(step, signers.Turn("principal", "role"))
+    return _row(step)
 
 
 def unclaim(session: Session, step: Step, person: Staff, now: datetime) -> dict[str, Any]:
@@ -182,7 +182,7 @@ def unclaim(session: Session, step: Step, person: Staff, now: datetime) -> dict[
           step=step.key, role=step.role)
     session.flush()
     _tell(session, step, "unclaim", person, notices.step_recipients(session, step), "", now)
-    return _row(step, signers.Turn("principal", "role"))
+    return _row(step)
 
 
 def _pending_refusal(session: Session, step: Step, rule: str, pending: list[Signer]) -> str:
@@ -220,7 +220,7 @@ def transfer(session: Session, step: Step, person: Staff, to: int | str, reason:
           role=role, reason=reason, rule=turn.rule)
     session.flush()
     _tell(session, step, "transfer", person, _staff_to(session, target), reason, now)
-    return _row(step, turn) | {"to": target.id, "to_name": target.name}
+    return _row(step) | {"to": target.id, "to_name": target.name}
 
 
 def delegate(session: Session, step: Step, person: Staff, to: int | str, reason: str,
@@ -239,7 +239,7 @@ def delegate(session: Session, step: Step, person: Staff, to: int | str, reason:
     audit(session, at=now, actor=f"staff:{person.id}", action="delegated", case_id=step.case_id,
           step=step.key, to=target.id, reason=reason)
     _tell(session, step, "delegate", person, _staff_to(session, target), reason, now)
-    return _row(step, turn) | {"to": target.id, "to_name": target.name, "signer": row.id}
+    return _row(step) | {"to": target.id, "to_name": target.name, "signer": row.id}
 
 
 def add_signer(session: Session, step: Step, person: Staff, to: int | str, position: str,
@@ -264,7 +264,7 @@ def add_signer(session: Session, step: Step, person: Staff, to: int | str, posit
           case_id=step.case_id, step=step.key, to=target.id, position=position, reason=reason)
     _tell(session, step, f"add_signer_{position}", person, _staff_to(session, target), reason,
           now)
-    return _row(step, turn) | {"to": target.id, "to_name": target.name, "position": position,
+    return _row(step) | {"to": target.id, "to_name": target.name, "position": position,
                                "signer": row.id}
 
 
@@ -304,7 +304,7 @@ def cc(session: Session, step: Step, person: Staff, to: list[int | str], reason:
           step=step.key, to=[t.id for t in targets], reason=reason)
     session.flush()
     _tell(session, step, "cc", person, [notices.staff_recipient(t) for t in targets], reason, now)
-    return _row(step, signers.Turn("principal", "cc")) | {"to": [t.id for t in targets]}
+    return _row(step) | {"to": [t.id for t in targets]}
 
 
 def may_view(session: Session, step: Step, person: Staff) -> str | None:

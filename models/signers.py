@@ -208,6 +208,10 @@ def _why_not(session: Session, step: Step, person: Staff, held: list[Signer], se
             why = {AFTER: "后加签须在加签人处理之后", APPROVER: "依次审批，尚未轮到您"
                    if any(b.kind == APPROVER for b in blockers) else "前加签的人须先处理"
                    }.get(row.kind, "尚未轮到您")
+            if row.kind == AFTER and row.anchor_id is None:  # waits for whoever added them
+                return (f"as：{_name(session, person.id)}现在不能处理步骤 {step.id}"
+                        f"（{step.kind}）；规则（{rule}）：{why}；expected "
+                        f"{_name(session, row.added_by)} first")
             return _refused(session, step, person, rule, why, blockers)
     if any(r.kind == APPROVER and r.signed_by == person.id for r in held):
         waiting = [r for r in held if r.status == PENDING and r.kind in (APPROVER, AFTER)]

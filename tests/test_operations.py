@@ -189,6 +189,10 @@ def test_a_signer_added_after_must_approve_before_the_step_settles(demo, clock, 
     tech, boss = _staff(demo, "technician", 0), _staff(demo, "cs_supervisor")
     accept = _open(clock, _repair(), "accept#1", "accept", "technician", tech)
     actions.add_signer(accept, tech, boss, position="after")
+    with nothing_changes(db):
+        early = _refused(lambda: actions.decide(accept, boss, {"note": "同意"}),
+                         "规则（add_signer_after）")
+    assert f"expected 员工 {tech}（" in early.message
     mine = actions.decide(accept, tech, {"note": "今天去"})
     assert mine["settled"] is False
     assert "轮到您审批" in _told(boss)[-1]
