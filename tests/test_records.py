@@ -70,6 +70,9 @@ CONTEXT = dict(
     resolution="减免", result="已处理", compensation="200", message="已恢复",
     run_state="Crashed", restarts=3, flow_run_id="7b7f890b-7dec-4e4f-ae27-23bce342c1ad",
     fee="840.00", count=2, repairs="BX-20261124-0002、BX-20261124-0003", over="水表 8 > 5",
+    arrival_local="2026-11-26 10:00", steps=10, reason="时间不便", opinion="加装路灯",
+    deadline="2026-11-27", done=True, day="2026-12-04", start="10:00", end="12:00",
+    postponed=True, scheduled="2026-12-04", community_name="阳光花园",
 )
 
 
