@@ -342,6 +342,12 @@ def steps_with_part(session: Session, person: Staff, step_ids: list[int]) -> set
         (Signer.staff_id == person.id) | Signer.staff_id.is_(None))))
 
 
+def copied_to(session: Session, person: Staff) -> set[int]:
+    """The steps the person was copied on (抄送)."""
+    return set(session.scalars(select(Signer.step_id).where(
+        Signer.kind == CC, Signer.staff_id == person.id)))
+
+
 def watching(session: Session, step: Step, person: Staff) -> bool:
     return any(r.kind == CC and r.staff_id == person.id for r in rows(session, step))
 

@@ -210,8 +210,9 @@ def _mine(step: Step, person: Staff, parts: set[int] | None = None) -> bool:
 
 def list_steps(case: str | None = None, role: str | None = None,
                status: StepStatus | None = StepStatus.WAITING, mine: int | str | None = None,
-               overdue: bool = False) -> list[dict[str, Any]]:
-    """Steps by case, by the role they wait on now, as one person's work, or overdue."""
+               overdue: bool = False, copied: int | str | None = None) -> list[dict[str, Any]]:
+    """Steps by case, by the role they wait on now, as one person's work, overdue, or those
+    a person was copied on (抄送)."""
     if role:  # a misspelt role would list nothing and look like an empty queue
         directory.role(role)
     with unit_of_work() as session:
@@ -230,6 +231,9 @@ def list_steps(case: str | None = None, role: str | None = None,
         if person is not None:
             parts = signers.steps_with_part(session, person, [s.id for s in found])
             found = [s for s in found if _mine(s, person, parts)]
+        if copied is not None:
+            watched = signers.copied_to(session, directory.staff(session, copied, field="as"))
+            found = [s for s in found if s.id in watched]
         return [step_row(s) for s in found]
 
 

@@ -231,15 +231,18 @@ def steps_list(case: str | None = typer.Option(None, "--case"),
                as_staff: str | None = typer.Option(None, "--as", help="员工编号"),
                overdue: bool = typer.Option(False, "--overdue", help="只列超时的步骤"),
                all_: bool = typer.Option(False, "--all", help="包括已处理的步骤"),
+               copied: bool = typer.Option(False, "--copied", help="抄送给我的（配合 --as）"),
                as_json: bool = JSON) -> None:
-    """列出待处理步骤：--mine --as 员工编号 为指派给本人、本人角色或已升级到本人层级的步骤。"""
+    """列出待处理步骤：--mine --as 员工编号 为指派给本人、本人角色或已升级到本人层级的步骤；
+    --copied --as 为抄送给本人的步骤。"""
     from propflow import actions as service
 
-    if mine and as_staff is None:
-        raise PropflowError("as：--mine 需要 --as 员工编号；expected --mine --as STAFF",
-                            field="as")
+    if (mine or copied) and as_staff is None:
+        raise PropflowError("as：--mine / --copied 需要 --as 员工编号；expected --mine --as "
+                            "STAFF", field="as")
     rows = service.list_steps(case=case, role=role, status=None if all_ else StepStatus.WAITING,
-                              mine=as_staff, overdue=overdue)
+                              mine=None if copied else as_staff, overdue=overdue,
+                              copied=as_staff if copied else None)
     if not as_json:  # names beside ids
         for row in rows:
             row["assignee"] = _named(row["assignee"], row["assignee_name"])

@@ -237,6 +237,12 @@ def test_watchers_are_told_may_look_and_may_not_decide(demo, clock, db):
         assert operations.may_view(session, step, directory.staff(
             session, _staff(demo, "cleaning"))) is None
     assert actions.list_steps(mine=csr) == []  # told, not asked
+    assert [s["id"] for s in actions.list_steps(copied=csr)] == [accept]
+    from propflow.cli import app
+    from tests.test_bad_input import runner
+
+    listed = runner.invoke(app, ["steps", "list", "--copied", "--as", str(csr), "--json"])
+    assert listed.exit_code == 0 and f'"id": {accept}' in listed.stdout
 
 
 # --- multi-approver steps from the policy ---------------------------------------------------
