@@ -123,7 +123,7 @@ def test_show_gives_the_form_window_level_and_who_may_decide(work):
     fields = {f["name"]: f for f in shown["fields"]}
     assert fields["diagnosis"]["required"] and not fields["work_done"]["required"]
     assert fields["diagnosis"]["description"] == "故障诊断"
-    assert shown["window"] == "48h 工作时间 (business hours)"
+    assert shown["window"] == "24h 全天候 (24/7)"  # a completion promise: clock time
     assert (shown["level"], shown["chain"][0]) == (0, "cs_supervisor")
     deciders = {p["id"]: p["rule"] for p in shown["may_decide"]}
     assert deciders[staff["郑浩"]] == "assignee"
@@ -134,7 +134,7 @@ def test_show_gives_the_form_window_level_and_who_may_decide(work):
     text = cli_text("steps", "show", str(work["fresh"]["step"]))
     assert re.search(r"^\s+\* diagnosis\s", text, re.M)
     assert re.search(r"^\s+ {2}work_done\s", text, re.M)  # optional: no mark
-    assert f"{staff['郑浩']} 郑浩" in text and "48h 工作时间" in text
+    assert f"{staff['郑浩']} 郑浩" in text and "24h 全天候" in text
 
 
 def test_show_an_escalated_step_names_its_level_and_the_supervisor(work):

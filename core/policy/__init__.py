@@ -71,11 +71,15 @@ class Signers(_Strict):
 
 
 class WindowRule(_Strict):
-    """A response window: a duration on a calendar, or a count of working days."""
+    """A response window: a duration on a calendar, or a count of working days.
+
+    A window counts clock time unless the policy says `calendar: business` (PROCEDURES.md
+    §10: a promise in hours or days is clock time; only a short staff window, shorter than
+    one working day, may count business hours)."""
 
     window: Duration | None = None
     workdays: int | None = Field(None, ge=1)
-    calendar: CalendarKind = "business"
+    calendar: CalendarKind = "24x7"
     on_lapse: Literal["escalate", "expire"] = "escalate"
     chain: list[str] | None = None
     signers: Signers | None = None
@@ -277,8 +281,10 @@ def _keys_at(loc: tuple[Any, ...]) -> list[str]:
     return list(node.model_fields) if isinstance(node, type) and issubclass(node, BaseModel) else []
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML that leaves a date it cannot build (2026-02-30) as text, for the check to name."""
+class _Loader(yaml.CSafeLoader):
+    """YAML that leaves a date it cannot build (2026-02-30) as text, for the check to name.
+    libyaml's parser (in PyYAML's wheels): the pure-Python one took most of the policy load
+    that every command does."""
 
 
 def _timestamp(loader: _Loader, node: yaml.Node) -> Any:
@@ -417,8 +423,9 @@ def _check_meaning(path: Path, policy: Policy) -> None:
         if name not in policy.procedures:
             raise _refuse(path, f"procedures.{name}", f"缺少流程 {name} 的配置；expected a "
                           f"window for each of its steps {list(STEPS[name])}")
+    day = datetime.combine(date.min, hours.end) - datetime.combine(date.min, hours.start)
     for name, proc in policy.procedures.items():
-        _check_procedure(path, name, proc)
+        _check_procedure(path, name, proc, day)
         if proc.approval_above > policy.limits.money_max:
             raise _refuse(path, f"procedures.{name}.approval_above", f"超过表单可接受的最大金额 "
                           f"{policy.limits.money_max}；expected at most limits.money_max, or "
@@ -446,7 +453,13 @@ def _check_movein(path: Path, policy: Policy) -> None:
                               "a label for it in document_labels")
 
 
-def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
+def _hours(span: timedelta) -> str:
+    minutes = int(span.total_seconds()) // 60
+    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes % 60 else f"{minutes // 60}h"
+
+
+def _check_procedure(path: Path, name: str, proc: Procedure,
+                     workday: timedelta | None = None) -> None:
     at = f"procedures.{name}"
     if name not in STEPS:
         raise _refuse(path, at, f"未知的流程 (no flow runs it)；expected one of {sorted(STEPS)}")
@@ -482,15 +495,23 @@ def _check_procedure(path: Path, name: str, proc: Procedure) -> None:
         if step not in asked:
             raise _refuse(path, f"{at}.steps.{step}", f"未知的步骤 (the {name} flow never asks "
                           f"for it)；expected one of {list(asked)}")
-        _check_rules(path, f"{at}.steps.{step}", rules, prioritised=PROCEDURES[name].prioritised)
+        _check_rules(path, f"{at}.steps.{step}", rules, prioritised=PROCEDURES[name].prioritised,
+                     workday=workday)
 
 
-def _check_rules(path: Path, at: str, rules: dict[str, WindowRule], *, prioritised: bool) -> None:
+def _check_rules(path: Path, at: str, rules: dict[str, WindowRule], *, prioritised: bool,
+                 workday: timedelta | None = None) -> None:
     """Match Policy.rule(): the case's priority, else `default`, else the only rule there is."""
     for key, rule in rules.items():
         if key != "default" and key not in PRIORITIES:
             raise _refuse(path, f"{at}.{key}", "未知的优先级 (unknown priority)；expected one "
                           f"of {['default', *PRIORITIES]}")
+        if (workday is not None and rule.calendar == "business" and rule.window is not None
+                and rule.window > workday):
+            # 24 h on business hours is ~3 working days: never what a promise in hours means.
+            raise _refuse(path, f"{at}.{key}.calendar", f"按工作时间计的时限不能超过一个工作日"
+                          f"（{_hours(workday)}）；以小时或天承诺的时限按自然时间计；expected "
+                          "calendar: 24x7 (clock time), or workdays: N for working days")
         if rule.chain is not None:
             check_roles(path, f"{at}.{key}.chain", rule.chain)
         if rule.signers is not None:
