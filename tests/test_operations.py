@@ -559,3 +559,48 @@ def test_a_served_complaint_countersigned_and_sent_back_is_resolved(service, dem
 
 def _id_in(number: str, key: str) -> int:
     return next(s["id"] for s in actions.show_case(number)["steps"] if s["key"] == key)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("prefect_api")
+def test_a_served_repair_withdrawn_and_transferred_is_done(service, demo):
+    """撤回 through a suspended run: the journal says the acceptance was decided, the record
+    says it was withdrawn; the replay follows the record."""
+    from tests.flowkit import until
+    from tests.servekit import state
+    from tests.test_served_procedures import closed, decide, run_of
+
+    service.start()
+    who = demo["by_role"]
+    number = actions.open_repair(unit="1-1-101", category="public_area", priority="medium",
+                                 reporter="业主张三", phone="13800138000",
+                                 description="楼道灯不亮")["number"]
+    tech = until("accept#1", lambda: _assignee(number, "accept#1"))
+    other = next(p["id"] for p in demo["staff"] if p["role"] == "technician" and p["id"] != tech)
+    decide(number, "accept#1", tech, note="明天去")
+    until("complete#1", lambda: _assignee(number, "complete#1"))
+    until("the run to suspend at complete#1", lambda: state(run_of(number)) == "Suspended")
+    actions.withdraw(_id_in(number, "accept#1"), tech, reason="时间写错")
+    decide(number, "accept#1~1", tech, note="今天下午去")
+    # The work is handed to a colleague (转办); the run waits for their decision.
+    until("complete#1~1", lambda: _assignee(number, "complete#1~1"))
+    until("the run to suspend", lambda: state(run_of(number)) == "Suspended")
+    actions.transfer(_id_in(number, "complete#1~1"), tech, other, reason="换人")
+    decide(number, "complete#1~1", other, diagnosis="灯管老化")
+    decide(number, "owner_acceptance#1", who["csr"], accepted=True)
+    decide(number, "callback#1", who["csr"], rating=5)
+
+    case = closed(number, "done")
+    status = {s["key"]: s["status"] for s in case["steps"]}
+    assert status["accept#1"] == "decided" and status["complete#1"] == "cancelled"
+    assert status["accept#1~1"] == "decided" and status["complete#1~1"] == "decided"
+    assert case["steps"][-2]["decision"]["by"] == who["csr"]
+    done = [s for s in case["steps"] if s["key"] == "complete#1~1"][0]
+    assert done["decision"]["by"] == other
+    timeline = [t["action"] for t in case["timeline"]]
+    assert timeline.count("withdrawn") == 1 and timeline.count("transferred") == 1
+
+
+def _assignee(number: str, key: str) -> int | None:
+    steps_ = {s["key"]: s for s in actions.show_case(number)["steps"]}
+    return steps_[key]["assignee"] if key in steps_ else None
