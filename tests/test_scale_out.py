@@ -2,15 +2,23 @@
 with one worker running the cases from the deployments of prefect.yaml, and two
 `propflow serve` replicas with PROPFLOW_SERVE_RUNS=false keeping the SLA clock, run
 supervision and delivery. Their clocks race for every start and every lapse: no case is
-started twice, no lapse escalated twice, and every case closes."""
+started twice, no lapse escalated twice, and every case closes.
+
+Prefect's own server is on PostgreSQL too, as README "Scaling out" asks of production. The
+session's test server keeps its records in SQLite behind one write lock: under this test's
+load (a worker and its flow processes, two replicas, each polling every second) its log
+filled with "database is locked" and failed heartbeats, and the runs of closed cases were
+still short of Completed when the wait ran out."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,12 +32,11 @@ from models.db import unit_of_work
 from models.outbox import Notification
 from propflow import actions
 from tests.conftest import PG_ADMIN, PG_OK
-from tests.flowkit import COMPLAINT, REPAIR
+from tests.flowkit import COMPLAINT, REPAIR, until
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 POOL = "propflow"  # prefect.yaml's work pool
-DEPLOYMENTS = ("repair/repair", "complaint/complaint", "emergency/emergency")
 
 pytestmark = [
     pytest.mark.slow,
@@ -98,38 +105,64 @@ class Processes:
                 proc.wait(10)
 
 
-def _drop_deployments() -> None:
-    """Served tests in this session created deployments of the same names with no work
-    pool; a run created from one of those would wait for a runner that is gone."""
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
+@pytest.fixture
+def prefect_on_pg(tmp_path: Path) -> Any:
+    """`prefect server start` on a free port with its records in a new PostgreSQL database;
+    Prefect calls made here go to it for the test's duration."""
+    import httpx
+    import psycopg
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with get_client(sync_client=True) as client:
-        for name in DEPLOYMENTS:
-            try:
-                client.delete_deployment(client.read_deployment_by_name(name).id)
-            except ObjectNotFound:
-                pass
+    name = f"prefect_test_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "prefect-server.log"
+    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect-home"),
+               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
+               PREFECT_API_DATABASE_CONNECTION_URL=PG_ADMIN.replace(
+                   "postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}")
+    env.pop("PREFECT_API_URL", None)
+    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
+                               "--port", str(port)], cwd=ROOT, env=env, stdout=log.open("ab"),
+                              stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+
+    def healthy() -> bool:
+        assert server.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    try:
+        until("Prefect's server on PostgreSQL", healthy, timeout=180)
+        with temporary_settings(updates={PREFECT_API_URL: url}):
+            yield url
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture
-def cluster(demo, prefect_api, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
+def cluster(demo, prefect_on_pg, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("PROPFLOW_MODE", "training")
     set_clock(None)  # this test, the worker's runs and the replicas share the training clock
     from core.settings import reset_settings
 
     reset_settings()
-    env = dict(os.environ, PREFECT_API_URL=prefect_api, PROPFLOW_HOME=str(tmp_path),
+    env = dict(os.environ, PREFECT_API_URL=prefect_on_pg, PROPFLOW_HOME=str(tmp_path),
                PROPFLOW_CODE_DIR=str(ROOT), PREFECT_WORKER_QUERY_SECONDS="1",
                PROPFLOW_SLA_INTERVAL_SECONDS="1", PROPFLOW_OUTBOX_INTERVAL_SECONDS="1")
-    _drop_deployments()
     procs = Processes(env, tmp_path)
     yield procs
     procs.stop()
-    for name in procs.procs:  # shown by pytest only when the test failed
+    for name in [*procs.procs, "prefect-server"]:  # shown by pytest only when it failed
         print(f"---- {name} log (tail) ----")
         print(procs.log(name)[-4000:])
-    _drop_deployments()
 
 
 def test_two_replicas_and_a_pool_worker_start_escalate_and_close_every_case_once(
