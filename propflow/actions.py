@@ -439,13 +439,13 @@ def show_case_as(number: str, viewer: int | str) -> dict[str, Any]:
     return out
 
 
-StepView = Literal["mine", "role", "overdue", "escalated"]
+StepView = Literal["mine", "role", "overdue", "escalated", "copied"]
 VIEWS: tuple[str, ...] = get_args(StepView)
 
 
 def steps_as(viewer: int | str, view: str = "mine") -> list[dict[str, Any]]:
     """Waiting steps in the viewer's scope: mine (assigned, my role, escalated to me), my
-    roles' queue, overdue ones, or those escalated to a level I hold."""
+    roles' queue, overdue ones, those escalated to a level I hold, or copied to me (抄送)."""
     if view not in VIEWS:
         raise PropflowError(f"view：{view!r} 不是有效视图；expected one of {list(VIEWS)}",
                             field="view")
@@ -458,6 +458,8 @@ def steps_as(viewer: int | str, view: str = "mine") -> list[dict[str, Any]]:
             query = query.where(_overdue())
         if view == "escalated":
             query = query.where(Step.level > 0)
+        if view == "copied":
+            query = query.where(Step.id.in_(sorted(signers.copied_to(session, person))))
         found = list(session.scalars(query))
         # Where their signature might be up, read for the whole list at once.
         parts = signers.steps_with_part(session, person, [s.id for s in found]) \
@@ -466,7 +468,7 @@ def steps_as(viewer: int | str, view: str = "mine") -> list[dict[str, Any]]:
         def keep(s: Step) -> bool:
             held = directory.roles_of(person, s.case.community_id)
             return {"mine": lambda: _mine(s, person, parts), "role": lambda: role_now(s) in held,
-                    "overdue": lambda: True,
+                    "overdue": lambda: True, "copied": lambda: True,
                     "escalated": lambda: bool(held & set(reached(s)))}[view]()
 
         return [step_row(s) for s in found if keep(s)]

@@ -106,6 +106,14 @@ def test_approval_operations_are_offered_on_each_step(demo, client):
                           headers=bearer(zheng))
     assert refused.status_code == 422 and refused.json()["field"] == "reason"
 
+    chen = staff(demo, "陈静")
+    assert client.get("/api/steps?view=copied", headers=bearer(chen)).json() == []
+    copied = client.post(f"/api/steps/{accept}/cc", json={"to": [chen], "reason": "请关注"},
+                         headers=bearer(zheng))
+    assert copied.status_code == 200, copied.text
+    watched = client.get("/api/steps?view=copied", headers=bearer(chen)).json()
+    assert [s["id"] for s in watched] == [accept]
+
 
 def test_a_case_links_to_its_prefect_run(demo, client, env):
     env("PREFECT_UI_URL", "http://prefect.example:4200")

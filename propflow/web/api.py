@@ -352,7 +352,8 @@ def build_router() -> APIRouter:
         viewer: Viewer,
         view: Annotated[actions.StepView, Query(description=(
             "mine: assigned to me, my role or escalated to me; role: my roles' queue; "
-            "overdue: past their window; escalated: escalated to a level I hold"))] = "mine",
+            "overdue: past their window; escalated: escalated to a level I hold; copied: "
+            "copied to me (抄送, read only)"))] = "mine",
     ) -> list[StepRow]:
         return [StepRow.model_validate(r) for r in masked(actions.steps_as(viewer, view))]
 
