@@ -1,22 +1,29 @@
-"""One settings object, read from the environment (PROPFLOW_*)."""
+"""One settings object, read from the environment (PROPFLOW_*).
+
+A dataclass filled from os.environ rather than pydantic-settings: every command reads the
+settings, and pydantic-settings (its sources, dotenv, argparse) with a pydantic model built
+at import cost a read command more than a tenth of its start (bench/cli_startup.py). The
+variables are read as they were: the name in any case, each value converted as pydantic
+did (a bool from true/false/1/0/yes/no/on/off) and refused with the same message."""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal, get_args, get_origin
-
-from pydantic import ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 from core.errors import PropflowError
 
 DEMO_POLICY = Path(__file__).parent / "policy" / "demo.yaml"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PROPFLOW_", extra="ignore")
+PREFIX = "propflow_"
 
+
+@dataclass(frozen=True)
+class Settings:
     home: Path = Path(".propflow")
     database_url: str | None = None
     mode: Literal["normal", "training"] = "normal"
@@ -56,24 +63,36 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
+    ours = {key.lower().removeprefix(PREFIX): value for key, value in os.environ.items()
+            if key.lower().startswith(PREFIX)}
+    types = get_type_hints(Settings)
+    return Settings(**{f.name: _value(f.name, types[f.name], ours[f.name])
+                       for f in fields(Settings) if f.name in ours})
+
+
+_TRUE = {"1", "true", "t", "yes", "y", "on"}
+_FALSE = {"0", "false", "f", "no", "n", "off"}
+
+
+def _value(name: str, kind: Any, raw: str) -> Any:
+    """One variable as its field's type; refused naming the variable and what it accepts."""
+    choices = get_args(kind) if get_origin(kind) is Literal else ()
     try:
-        return Settings()
-    except ValidationError as exc:
-        raise _refused(exc) from None
-
-
-def _refused(exc: ValidationError) -> PropflowError:
-    """The first bad variable, by its environment name, with what it accepts."""
-    err = exc.errors()[0]
-    name = str(err["loc"][0]) if err["loc"] else ""
-    env = f"PROPFLOW_{name.upper()}"
-    field = Settings.model_fields.get(name)
-    choices = get_args(field.annotation) if field and get_origin(field.annotation) is Literal \
-        else ()
-    kind = getattr(field.annotation, "__name__", "value") if field else "value"
-    expected = f"one of {list(choices)}" if choices else f"a {kind}"
-    return PropflowError(f"{env}：{err.get('input')!r} 不是有效值；expected {expected}",
-                         field=env)
+        if choices:
+            if raw in choices:
+                return raw
+        elif kind is bool:
+            if raw.strip().lower() in _TRUE | _FALSE:
+                return raw.strip().lower() in _TRUE
+        elif kind in (int, float, Path):
+            return kind(raw)
+        else:  # str, or str | None
+            return raw
+    except ValueError:
+        pass
+    env = f"{PREFIX.upper()}{name.upper()}"
+    expected = f"one of {list(choices)}" if choices else f"a {kind.__name__}"
+    raise PropflowError(f"{env}：{raw!r} 不是有效值；expected {expected}", field=env)
 
 
 def reset_settings() -> None:

@@ -11,7 +11,6 @@ from typing import Any
 
 from jinja2 import Template
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event, insert, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.channels import SMS_KINDS
@@ -238,6 +237,9 @@ def insert_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
     replay, another clock) is skipped by the database, not raised, on either dialect."""
     if not rows:
         return
+    # Imported here: the PostgreSQL dialect costs every command's start, and a read uses none.
+    from sqlalchemy.dialects import postgresql, sqlite
+
     dialects = {"postgresql": postgresql, "sqlite": sqlite}
     dialect = dialects[session.get_bind().dialect.name]
     session.execute(dialect.insert(Notification.__table__)
