@@ -85,6 +85,7 @@ def step_context(session: Session, step: Step, lang: str,
         due=local(step.due_at, policy.timezone),
         calendar_label=labels.label(labels.CALENDARS, step.calendar, lang),
         duty=(step.context or {}).get("duty", ""),
+        owner_step=step.role == Role.OWNER,
     )
     return ctx
 
@@ -134,17 +135,29 @@ class Lookups:
         return self._holders[key]
 
 
+def opened_recipients(session: Session, step: Step) -> list[Recipient]:
+    """Who hears that a step opened: an owner's step goes to the owner as an owner message
+    and at once to the front desk, who records an answer given by phone (PROCEDURES.md §10)."""
+    to = step_recipients(session, step)
+    if step.role == Role.OWNER and not step.assignee_id:
+        return [owner_recipient(step.case), *to]
+    return to
+
+
 def step_recipients(session: Session, step: Step,
                     lookups: Lookups | None = None) -> list[Recipient]:
-    """The assignee, else everyone holding the step's role in the community."""
+    """The staff who act on the step: the assignee, else everyone holding the step's role in
+    the community. An owner is never sent a staff to-do: for an owner's step, the front desk
+    (the owner's stand-in) hears its warnings and operations."""
     if step.assignee_id:
         person = session.get(Staff, step.assignee_id)
         return [staff_recipient(person)] if person else []
-    if step.role == Role.OWNER:
-        return [owner_recipient(step.case)]
+    role = step.role
+    if role == Role.OWNER:
+        role = next(iter(get_policy().stand_ins.get(Role.OWNER, [])), Role.CSR)
     if lookups:
-        return lookups.role_recipients(session, step.case, step.role)
-    return role_recipients(session, step.case, step.role)
+        return lookups.role_recipients(session, step.case, role)
+    return role_recipients(session, step.case, role)
 
 
 def role_recipients(session: Session, case: Case, role: str) -> list[Recipient]:

@@ -72,7 +72,7 @@ def open_step(
         add_approvers(session, step, rule.signers.roles, now)
     audit(session, at=now, actor="system", action="step_opened", case_id=case.id,
           step=key, role=role, assignee=assignee_id, due_at=due.isoformat())
-    to = notices.step_recipients(session, step)
+    to = notices.opened_recipients(session, step)  # an owner's step: the owner and the desk
     if rule.signers is not None:  # every approver asked at once, or in sequence the first
         to = [r for role in first_asked(rule.signers.roles, rule.signers.mode)
               for r in notices.role_recipients(session, case, role)]
