@@ -52,6 +52,8 @@ def case_context(session: Session, case: Case, lang: str,
         "paid": case.paid,
         "first_responder": _first_responder_name(session, case),
         "location": (case.data or {}).get("location") or (unit.code if unit else ""),
+        # A repair's convenient visit time, as the reporter gave it (方便维修的时间).
+        "preferred_time": (case.data or {}).get("preferred_time") or "",
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field
@@ -39,7 +39,10 @@ class RepairIntake(Intake):
         description="报修内容")
     channel: IntakeChannel = Field("phone", description="phone|online|front_desk|patrol")
     community: str | None = Field(None, description="项目编号，如 YGHY")
-    received_by: StaffRef = Field(None, description="接待人员工编号")
+    received_by: StaffRef = Field(None, description="接待人员工编号（首问责任人）")
+    preferred_time: Annotated[str, text("a convenient time for the visit, e.g. 工作日18:00后",
+                                        limits.NOTE)] | None = Field(
+        None, description="方便上门维修的时间，如 工作日18:00后")
     defect_of: str | None = Field(None, description="入住验收缺陷：所属入住单号 RZ-...")
 
     def open(self, session: Session, place: Place, policy: PolicySection,
@@ -50,6 +53,10 @@ class RepairIntake(Intake):
         if self.received_by is not None:  # the first responder: any staff of the community
             receiver = staff_of(session, place.community_id, self.received_by,
                                 field="received_by").id
+        # 首问责任制 applies to every request (PROCEDURES.md §10): whoever received it, else
+        # the front desk, owns it to the end and is copied on whatever goes wrong.
+        desk = directory.people_in_role(session, place.community_id, Role.CSR)
+        responder = receiver or (desk[0].id if desk else None)
         priority = self.priority
         # Safety words raise the priority (seed: a leak is dispatched at once).
         if priority != Priority.HIGH and any(w in self.description for w in policy.high_keywords):
@@ -70,11 +77,16 @@ class RepairIntake(Intake):
             category=self.category, priority=priority, channel=self.channel, paid=paid,
             actor=f"staff:{receiver}" if receiver else "front_desk",
             data={"complex": rule.complex, "skills": rule.skills, "in_warranty": in_warranty,
-                  "received_by": receiver, **data},
+                  "received_by": receiver, "first_responder": responder,
+                  "preferred_time": self.preferred_time or "", **data},
             audit={"category": self.category, "priority": priority, "paid": paid,
                    "channel": self.channel},
         )
 
+
+    @classmethod
+    def details(cls, session: Session, case: Case) -> dict[str, Any]:
+        return {"preferred_time": (case.data or {}).get("preferred_time") or None}
 
     def opened(self, session: Session, case: Case, now: datetime) -> None:
         movein = self._movein(session)
