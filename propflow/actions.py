@@ -328,6 +328,15 @@ def list_cases() -> list[dict[str, Any]]:
         return [case_summary(session, c) for c in session.scalars(select(Case).order_by(Case.id))]
 
 
+def repair_progress(number: str, staff_id: int | str, note: str) -> dict[str, Any]:
+    """A progress note on a repair under way; the owner hears the hour's notes as one
+    message (models.progress, sent by the SLA clock)."""
+    from models import progress
+
+    with unit_of_work() as session:
+        return progress.post(session, directory.case(session, number), staff_id, note, now())
+
+
 def show_case(number: str) -> dict[str, Any]:
     with unit_of_work() as session:
         case = directory.case(session, number)

@@ -171,9 +171,22 @@ def procedure_group(name: str) -> TyperGroup:
     if name == "reception":  # its calendar, and the notice its schedule sends
         group.command("days")(reception_days)
         group.command("announce")(reception_announce)
+    if name == "repair":  # progress while work is under way, merged for the owner hourly
+        group.command("progress")(repair_progress)
     built = typer.main.get_group(group)
     built.name = name
     return built
+
+
+@command
+def repair_progress(case: str = typer.Argument(..., help="工单号 BX-..."),
+                    as_staff: str = typer.Option(..., "--as", help="操作人员工编号"),
+                    note: str = typer.Option(..., "--note", help="进展，如 已更换阀门，正在试水"),
+                    as_json: bool = JSON) -> None:
+    """通报维修进展：维修进行中，业主每小时收到一次进展汇总（同一小时内的进展合并为一条）。"""
+    from propflow import actions
+
+    emit(actions.repair_progress(case, as_staff, note), as_json)
 
 
 @command

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from core.clock import now
 from core.vocabulary import CaseStatus
-from models import steps
+from models import progress, steps
 from models.cases import Case, Decision, Escalation, Step
 from models.db import unit_of_work
 from propflow import supervise
@@ -31,6 +31,7 @@ class Pass:
     started: int = 0
     restarted: int = 0
     stuck: int = 0
+    progress: int = 0  # owners told their repair's progress (at most hourly)
 
 
 # Steps per transaction: a long pass must not hold the database for long. Each batch is a
@@ -50,6 +51,8 @@ def tick(*, start_pending: bool = True) -> Pass:
     for chunk in _chunks(warn):
         with unit_of_work() as session:
             result.warned += steps.claim_warnings(session, at, WORKER, chunk)
+    with unit_of_work() as session:
+        result.progress = progress.send_due(session, at)
     if len(due) + len(warn) > BATCH:
         log.info("SLA pass: %d lapsed, %d warned", len(lapses), result.warned)
     result.lapsed = len(lapses)

@@ -141,6 +141,9 @@ class Procedure(MoveInRules):  # and so _Strict; move-in's rules: core/policy/mo
     reopen_levels: list[str] = ["cs_supervisor", "project_manager"]
     # complaint: a compensation above this many yuan needs the project manager's approval.
     approval_above: Decimal = Field(Decimal(0), ge=0)
+    # repair: while work is under way the owner hears the progress noted, at most this
+    # often, every note since the last message merged into one (None: never).
+    progress_every: Duration | None = None
     # visit: how long before the arrival each preparation step falls due (the countdown),
     # and which of those steps each class of visit takes.
     countdown: dict[str, Duration] = {}
