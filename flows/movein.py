@@ -28,10 +28,11 @@ def movein(case_id: int, number: str) -> str:
 
     # 1. Documents per buyer type (frozen at intake); anything missing is asked for again.
     n = 0
+    lacking: list[str] = []  # what the last round lacked: the next one's duty says so
     while True:
         n += 1
         docs = ask(case_id, f"documents#{n}", "documents", Role.CSR,
-                   context={"duty": rules.document_duty(case["documents"], buyer)})
+                   context={"duty": rules.document_duty(case["documents"], buyer, lacking)})
         lacking = rules.missing(case["documents"], docs.values.get("documents", []))
         if not lacking:
             break
@@ -40,11 +41,11 @@ def movein(case_id: int, number: str) -> str:
 
     # 2. Agreements: registration, decoration application, service and decoration
     # agreements, temporary rules, the documents receipt (and custody's own).
-    n = 0
+    n, lacking = 0, []
     while True:
         n += 1
         signed = ask(case_id, f"agreements#{n}", "agreements", Role.CSR,
-                     context={"duty": rules.agreement_duty(case["agreements"])})
+                     context={"duty": rules.agreement_duty(case["agreements"], lacking)})
         lacking = rules.missing(case["agreements"], signed.values.get("signed", []))
         if not lacking:
             break

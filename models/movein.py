@@ -325,14 +325,17 @@ def labelled(keys: list[str], table: dict[str, str]) -> str:
     return "、".join(table.get(k, k) for k in keys)
 
 
-def document_duty(keys: list[str], buyer: str) -> str:
-    return f"{BUYER_LABELS.get(buyer, buyer)}：核验 {labelled(keys, _section().document_labels)}"
+def document_duty(keys: list[str], buyer: str, lacking: list[str]) -> str:
+    table = _section().document_labels
+    again = f"；上次缺 {labelled(lacking, table)}" if lacking else ""
+    return f"{BUYER_LABELS.get(buyer, buyer)}：核验 {labelled(keys, table)}{again}"
 
 
-def agreement_duty(keys: list[str]) -> str:
+def agreement_duty(keys: list[str], lacking: list[str]) -> str:
     section = _section()
-    return "签署 " + labelled(keys, {**section.agreements,
-                                     "custody_agreement": section.custody_agreement})
+    table = {**section.agreements, "custody_agreement": section.custody_agreement}
+    again = f"；上次未签 {labelled(lacking, table)}" if lacking else ""
+    return f"签署 {labelled(keys, table)}{again}"
 
 
 def fee_due(area: Decimal, custody: bool, policy: Policy | None = None) -> dict[str, Any]:

@@ -234,6 +234,7 @@ def test_two_defects_open_two_linked_repairs_then_reinspection_and_sign_off(demo
     run.decide("documents#1", "csr", documents="id_card,move_in_notice", area="88.5")
     step = run.step("documents#2")
     assert step["role"] == "csr"
+    assert "上次缺 购房合同" in actions.show_step(step["id"])["duty"]
     run.decide("documents#2", "csr", documents="id_card,move_in_notice,purchase_contract",
                area="88.5")
     run.decide("agreements#1", "csr", signed=SIGNED)
