@@ -15,7 +15,7 @@ from core.errors import PropflowError
 from core.policy import Policy, get_policy
 from core.policy import Procedure as PolicySection
 from core.vocabulary import Role
-from models import directory, lifecycle, limits
+from models import directory, lifecycle, limits, notices
 from models.authority import staff_of
 from models.cases import Case
 from models.intake import Intake, Opening, Place
@@ -59,6 +59,9 @@ class ComplaintIntake(Intake):
         about = self._about(session)
         if about is not None:
             lifecycle.link(session, case, about, "complaint_about", now)
+        # Every complaint is recorded and reported to the superior (PROCEDURES.md §10).
+        notices.tell(session, case=case, event="reported", key=f"case:{case.id}:reported",
+                     now=now, to=notices.role_recipients(session, case, Role.CS_SUPERVISOR))
 
     def _about(self, session: Session) -> Case | None:
         """The repair complained about, if one is named."""
