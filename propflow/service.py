@@ -6,6 +6,7 @@ Several replicas may run; the SLA clock and delivery claim their work atomically
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -75,6 +76,12 @@ def run() -> None:
                       seconds=settings.sla_interval_seconds, max_instances=1, coalesce=True)
     scheduler.add_job(_safely(deliver_due, "delivery"), "interval",
                       seconds=settings.outbox_interval_seconds, max_instances=1, coalesce=True)
+    if any(p.schedule for p in PROCEDURES.values()):
+        from propflow.schedules import ensure_next_runs
+
+        # Prefect's own scheduler cannot insert them on this stack (propflow/schedules.py).
+        scheduler.add_job(_safely(ensure_next_runs, "schedules"), "interval", seconds=60,
+                          max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))
     scheduler.start()
     log.info("SLA clock every %ss, delivery every %ss", settings.sla_interval_seconds,
              settings.outbox_interval_seconds)

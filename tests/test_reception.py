@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
@@ -143,3 +143,23 @@ def test_the_scheduled_run_with_no_case_tells_residents(demo, clock):
     assert reception() == "announced 0"
     with unit_of_work() as session:
         assert session.scalars(select(Step)).first() is None  # no case, no step
+
+
+@pytest.mark.usefixtures("prefect_api")
+def test_serve_creates_the_schedules_next_run_once_as_prefects_scheduler_cannot():
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+
+    from propflow import schedules, service
+
+    deployment = next(d for d in service.deployments() if d.name == "reception")
+    deployment.apply()
+    at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai: today's 09:00 is past
+    first = schedules.ensure_next_runs(at)
+    assert len(first) == 1
+    assert schedules.ensure_next_runs(at) == first  # replicas and later passes: the same run
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(UUID(first[0]))
+    assert run.state is not None and run.state.is_scheduled()
+    assert run.expected_start_time == datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
