@@ -12,8 +12,6 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-import chinese_calendar
-
 log = logging.getLogger("propflow.workdays")
 
 KINDS = ("24x7", "business")
@@ -82,6 +80,9 @@ class BusinessCalendar:
             return False
         if d in self.extra_workdays:
             return True
+        # Imported at the first date asked about: its tables cost every command's start.
+        import chinese_calendar
+
         try:
             return bool(chinese_calendar.is_workday(d))
         except NotImplementedError:

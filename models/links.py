@@ -23,7 +23,6 @@ from core.settings import get_settings
 from core.vocabulary import Role, StepStatus
 from models.cases import Decision, Step
 from models.db import Base, UTCDateTime, rowcount
-from models.forms import form_key, validate_form
 from models.outbox import Recipient, audit
 
 Audience = Literal["staff", "owner"]
@@ -162,6 +161,8 @@ def owner_decides(session: Session, link: Link, values: dict[str, Any],
     if step.status != StepStatus.WAITING:
         raise Conflict(f"step：此事项已处理（{step.status}）；一个步骤只能答复一次；"
                        "expected a waiting step", field="step")
+    from models.forms import form_key, validate_form  # pydantic forms: only an answer needs them
+
     checked = validate_form(form_key(step.case.procedure, step.kind), values)
     _claim(link, session, now)
     settled = rowcount(session.execute(

@@ -19,7 +19,6 @@ from models import authority, links, notices
 from models.authority import chain_of
 from models.cases import Case, Decision, Escalation, Step
 from models.db import rowcount
-from models.forms import form_key, validate_form
 from models.org import Staff
 from models.outbox import Message, Recipient, audit, audit_many
 from models.signers import PRINCIPAL, add_approvers, first_asked, proposal, sign, turn
@@ -122,6 +121,8 @@ def decide(
     proposed = proposal(session, step, who)
     if proposed is not None and not values:  # the delegate's answer, taken as it stands
         values = dict(proposed.values)
+    from models.forms import form_key, validate_form  # pydantic forms: only a decision needs them
+
     checked = validate_form(form_key(step.case.procedure, step.kind), values)
     if checked.get("reassign_to") is not None and who.rule == "assignee":
         raise Forbidden("reassign_to：被指派人不能自行改派；规则（stand_in）：改派由策略指定的"

@@ -1,7 +1,8 @@
 """A read command starts without what it does not use (issue 6: `propflow steps list` costs at
 most 1.6 x importing the libraries every command needs; bench/cli_startup.py measures it):
 not Prefect, not Alembic once the schema is at its newest migration, not pydantic-settings,
-not the PostgreSQL dialect on SQLite."""
+not the PostgreSQL dialect on SQLite, not the step forms (pydantic models built at import) nor
+the holiday tables when no form is checked and no date computed."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ except SystemExit as exc:
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
 """
 NOT_NEEDED = ("prefect", "alembic", "pydantic_settings", "dotenv",
-              "sqlalchemy.dialects.postgresql")
+              "sqlalchemy.dialects.postgresql", "models.forms", "chinese_calendar")
 
 
 def test_steps_list_imports_nothing_it_does_not_use(tmp_path):
