@@ -38,7 +38,7 @@ def open_step(
     while existing is not None and existing.replaced_by:
         existing = session.get(Step, existing.replaced_by)
     if existing is not None and existing.rewound:
-        return reopen(session, existing, assignee_id=assignee_id, now=now)
+        return reopen(session, existing, assignee_id=assignee_id, now=now, due_at=due_at)
     if existing:
         return existing
     policy = get_policy()
@@ -81,9 +81,11 @@ def open_step(
     return step
 
 
-def reopen(session: Session, step: Step, *, assignee_id: int | None, now: datetime) -> Step:
+def reopen(session: Session, step: Step, *, assignee_id: int | None, now: datetime,
+           due_at: datetime | None = None) -> Step:
     """A new instance of a step sent back or withdrawn (key accept#1~1, ~2, ...), with a new
-    window; the old one names it, so the flow asking the old key gets this one."""
+    window (or the fixed due time the flow asks it with); the old one names it, so the flow
+    asking the old key gets this one."""
     base = step.key.split("~")[0]
     taken = set(session.scalars(select(Step.key).where(Step.case_id == step.case_id)))
     n = 1
@@ -91,7 +93,7 @@ def reopen(session: Session, step: Step, *, assignee_id: int | None, now: dateti
         n += 1
     context = {k: v for k, v in (step.context or {}).items() if k != "sign_mode"}
     new = open_step(session, case=step.case, key=f"{base}~{n}", kind=step.kind, role=step.role,
-                    now=now, assignee_id=assignee_id, context=context)
+                    now=now, assignee_id=assignee_id, context=context, due_at=due_at)
     step.replaced_by = new.id
     session.flush()
     return new

@@ -5,6 +5,7 @@ on SQLite and PostgreSQL; the flow tests at the end drive a repair run in-proces
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from core.errors import PropflowError
 from core.settings import DEMO_POLICY, reset_settings
 from models import directory, operations, steps
 from models.db import unit_of_work
+from models.notices import local
 from models.outbox import AuditEvent, Notification
 from propflow import actions
 from tests.test_bad_input import nothing_changes, refused
@@ -38,11 +40,13 @@ def _complaint() -> str:
 
 
 def _open(clock: Any, number: str, key: str, kind: str, role: str,
-          assignee: int | None = None, context: dict[str, Any] | None = None) -> int:
+          assignee: int | None = None, context: dict[str, Any] | None = None,
+          due_at: Any = None) -> int:
     with unit_of_work() as session:
         case = directory.case(session, number)
         return steps.open_step(session, case=case, key=key, kind=kind, role=role,
-                               assignee_id=assignee, now=clock.now(), context=context).id
+                               assignee_id=assignee, now=clock.now(), context=context,
+                               due_at=due_at).id
 
 
 def _step(step_id: int) -> dict[str, Any]:
@@ -438,6 +442,10 @@ def test_withdraw_cancels_the_untouched_next_step_and_waits_again(demo, clock, d
     assert [s["key"] for s in actions.list_steps(mine=tech)] == ["accept#1~1"]
     assert _open(clock, number, "accept#1", "accept", "technician", tech) == result["reopened"]
     _refused(lambda: actions.withdraw(accept, tech), "规则（withdraw）")  # replaced now
+    # Asked again, the cancelled step opens anew — with the due time the flow gives, if any.
+    due = clock.now() + timedelta(hours=5)
+    again = _open(clock, number, "complete#1", "complete", "technician", tech, due_at=due)
+    assert _step(again)["key"] == "complete#1~1" and _step(again)["due_at"] == local(due)
     assert [a for _, a, _ in _actions(number)].count("withdrawn") == 1
 
 
