@@ -7,8 +7,11 @@ from prefect import flow
 from core.vocabulary import Role
 from flows.human import ask, rewinds
 from models.complaint import opens_complaint
+from models.notices import local as local_time
+from models.repair import rating_due
 from tasks.cases import close_case, intake, tell_reporter
 from tasks.repair import assign, auto_dispatch, complain_about
+from tasks.steps import open_step
 
 
 @flow(name="repair", flow_run_name="{number}", persist_result=True, log_prints=True)
@@ -44,12 +47,14 @@ def repair(case_id: int, number: str) -> str:
             return "quote_refused"
 
     # 5-6. Work, completion, owner acceptance; a disputed result is re-inspected in 48 h.
+    # The completion notice asks for the rating too (PROCEDURES.md §10).
     round_ = 0
     while True:
         round_ += 1
         done = ask(case_id, f"complete#{round_}", "complete", Role.TECHNICIAN, technician)
         tell_reporter(case_id, "completed", key=f"completed#{round_}",
-                      diagnosis=done.text("diagnosis"), charge=done.text("charge"))
+                      diagnosis=done.text("diagnosis"), charge=done.text("charge"),
+                      rate_by=local_time(rating_due(done.settled_at)))
         verdict = ask(case_id, f"owner_acceptance#{round_}", "owner_acceptance", Role.OWNER)
         if verdict.values["accepted"]:
             break
@@ -58,7 +63,10 @@ def repair(case_id: int, number: str) -> str:
         if not finding.values["redo"]:
             break
 
-    # 7. Callback within 24 h; no answer, or not reached: the front desk phones the owner.
+    # 7. The rating's 24 h run from completion, however long the acceptance took; no answer,
+    # or not reached: the front desk phones the owner.
+    open_step(case_id, "callback#1", "callback", Role.OWNER, None, None,
+              rating_due(done.settled_at))
     callback = ask(case_id, "callback#1", "callback", Role.OWNER)
     if callback.lapsed or not callback.flag("reached", default=True):
         callback = ask(case_id, "phone_callback#1", "phone_callback", Role.CSR)

@@ -104,6 +104,18 @@ class RepairIntake(Intake):
         return found
 
 
+def rating_due(completed: datetime | None) -> datetime | None:
+    """The owner's rating is due the callback window after completion, not after the owner
+    accepted the work (PROCEDURES.md §10: "报修完成后24小时内…评分")."""
+    if completed is None:
+        return None
+    policy = get_policy()
+    rule = policy.rule("repair", "callback", None)
+    if rule.window is None:
+        return None
+    return policy.business_calendar().add(completed, rule.window, rule.calendar)
+
+
 def choose_technician(session: Session, case: Case) -> int | None:
     """By skill, then load, in the case's community; None sends it to a supervisor. A
     move-in defect under warranty goes to the developer's warranty centre."""
