@@ -10,7 +10,7 @@ from prefect import flow
 
 from core.vocabulary import Role
 from flows.human import ask, rewinds
-from models.complaint import investigator, needs_approval
+from models.complaint import investigator, needs_approval, reply_by
 from tasks.cases import close_case, intake, tell_reporter
 
 
@@ -21,8 +21,10 @@ def complaint(case_id: int, number: str) -> str:
     responder = case["first_responder"]
 
     # Receive and acknowledge: calm the person first, never argue, never promise lightly.
-    ask(case_id, "acknowledge#1", "acknowledge", Role.CSR, responder)
-    tell_reporter(case_id, "acknowledged", key="acknowledged")
+    # The complainant is told when to expect the reply (应告知回复时间).
+    acknowledged = ask(case_id, "acknowledge#1", "acknowledge", Role.CSR, responder)
+    promised = reply_by(acknowledged.settled_at)
+    tell_reporter(case_id, "acknowledged", key="acknowledged", reply_by=promised)
 
     level, round_ = 0, 0
     while True:
@@ -39,6 +41,10 @@ def complaint(case_id: int, number: str) -> str:
                            Role.PROJECT_MANAGER, context={"approves": f"investigate#{round_}"})
             if not approval.values["approved"]:
                 continue
+
+        # Not solved at once: the complainant hears how it stands and what comes next.
+        tell_reporter(case_id, "progress", key=f"progress#{round_}", reply_by=promised,
+                      resolution=plan.values["proposed_resolution"], reopened=round_ > 1)
 
         # Carry it out, then the first responder gives the result back (seed: always).
         result = ask(case_id, f"resolve#{round_}", "resolve", role)

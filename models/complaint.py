@@ -88,6 +88,16 @@ def _first_responder(session: Session, community_id: int,
     return desk[0]
 
 
+def reply_by(acknowledged: datetime | None, policy: Policy | None = None) -> str:
+    """When the complainant is promised a reply, told at acknowledgement: reply_within of
+    clock time after it (PROCEDURES.md §10: "应告知回复时间"); "" if the policy sets none."""
+    policy = policy or get_policy()
+    within = policy.procedures["complaint"].reply_within
+    if acknowledged is None or within is None:
+        return ""
+    return notices.local(acknowledged + within, policy.timezone)
+
+
 def investigator(department: str, level: int, policy: Policy | None = None) -> str:
     """Level 0 is the responsible department; each refusal goes one level up the ladder of
     procedures.complaint.reopen_levels (default: the CS supervisor, then the manager)."""

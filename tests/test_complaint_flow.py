@@ -144,3 +144,18 @@ def test_low_callback_rating_opens_a_linked_complaint(demo, clock):
     assert "师傅迟到两小时" in complaint["description"]
     assert complaint["first_responder"] == run.role("csr")
     assert complaint["category"] == "repair"
+
+
+def test_the_complainant_is_told_the_reply_time_and_the_progress(demo, clock):
+    """§10: "应告知回复时间" at acknowledgement; "告知用户进展状况和后续处理方案" when it
+    cannot be solved at once."""
+    responder = _staff(demo, "csr")
+    run = ComplaintRun(demo, clock, received_by=responder)
+    run.decide("acknowledge#1", responder, note="已安抚业主")
+    run.step("investigate#1")
+    [acknowledged] = [m for m in _to_complainant(run) if m["event"] == "acknowledged"]
+    assert "2026-11-27 09:00 前给您答复" in _body(acknowledged)  # 72 h after acknowledging
+    run.decide("investigate#1", "cleaning", findings="保洁排班漏了", proposed_resolution="加班清运")
+    run.step("resolve#1")
+    [progress] = [m for m in _to_complainant(run) if m["event"] == "progress"]
+    assert "加班清运" in _body(progress) and "2026-11-27 09:00" in _body(progress)

@@ -144,6 +144,8 @@ class Procedure(MoveInRules):  # and so _Strict; move-in's rules: core/policy/mo
     # repair: while work is under way the owner hears the progress noted, at most this
     # often, every note since the last message merged into one (None: never).
     progress_every: Duration | None = None
+    # complaint: the reply time limit the complainant is told at acknowledgement (clock time).
+    reply_within: Duration | None = None
     # visit: how long before the arrival each preparation step falls due (the countdown),
     # and which of those steps each class of visit takes.
     countdown: dict[str, Duration] = {}
