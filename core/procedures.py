@@ -133,6 +133,8 @@ EMERGENCY = Procedure(
         Step("acknowledge", "确认受理", "acknowledge", "NoteForm"),
         Step("update", "进展通报", "update", "UpdateForm"),
         Step("resolve", "处置完毕", "resolve", "ResolveForm"),
+        Step("hazard_check", "同类隐患排查", "check of similar hazards",
+             "models.emergency:HazardCheckForm"),
         Step("incident_report", "突发事件处理记录表", "incident report", "ReportForm"),
         Step("training_review", "案例评审", "training review", "ReviewForm"),
         Step("receive", "接待", "receive", "ReceiveForm"),

@@ -6,8 +6,9 @@ from __future__ import annotations
 from prefect import flow
 
 from core.vocabulary import Role
-from flows.human import ask, ask_all, rewinds, wait_for
+from flows.human import StepCancelled, ask, ask_all, rewinds, wait_for
 from tasks.cases import close_case, intake, tell_residents, tell_role
+from tasks.emergency import report_skipped_levels
 from tasks.steps import cancel_steps, open_step
 
 
@@ -18,19 +19,38 @@ def emergency(case_id: int, number: str) -> str:
     if case["office_class"]:
         office_incident(case_id, case["office_class"])
     else:
-        # Start the plan within 10 minutes, around the clock; silence climbs the chain.
-        ask(case_id, "activate#1", "activate", Role.CS_SUPERVISOR)
-        # Fan out at once: every department acknowledges on its own window, in any order.
+        # The departments are called at the report, at the same time as the plan is started
+        # (PROCEDURES.md §10): each acknowledges on its own window, in any order.
         acks = [open_step(case_id, f"acknowledge-{d['role']}#1", "acknowledge", d["role"], None,
                           {"duty": d["duty"]}) for d in case["fanout"]]
+        # Start the plan within 10 minutes, around the clock; silence climbs the chain.
+        acks = start_plan(case_id, acks)
         tell_residents(case_id, "activated", key="activated")
         keep_residents_informed(case_id, acks)
+        # Afterwards, a check of similar hazards everywhere (事后全面检查同类隐患).
+        ask(case_id, "hazard_check#1", "hazard_check", case["hazard_check"])
 
+    # A level skipped in the emergency (越级) is told afterwards who acted in its place.
+    report_skipped_levels(case_id)
     # After it ends: the incident record within 2 working days, then the company reviews it.
     ask(case_id, "incident_report#1", "incident_report", Role.CS_SUPERVISOR)
     ask(case_id, "training_review#1", "training_review", Role.COMPANY_CS)
     close_case(case_id, "resolved")
     return "resolved"
+
+
+def start_plan(case_id: int, acks: list[int]) -> list[int]:
+    """Wait for the plan to be started while the departments acknowledge (their lapses are
+    escalated meanwhile); returns the acknowledgements still waiting."""
+    activate = open_step(case_id, "activate#1", "activate", Role.CS_SUPERVISOR, None)
+    pending = [activate, *acks]
+    while True:
+        for step_id, outcome in wait_for(pending, need="any").items():
+            pending.remove(step_id)
+            if step_id == activate:
+                if outcome.cancelled:
+                    raise StepCancelled(f"step activate#1 of case {case_id} was cancelled")
+                return pending
 
 
 def keep_residents_informed(case_id: int, acks: list[int]) -> None:

@@ -57,7 +57,14 @@ def rule_allowing(step: Step, person: Staff) -> str | None:
         return "stand_in"
     if roles & set(reached(step)):
         return "chain"
+    if roles & set(chain_of(step)) and _skips_levels(step):
+        return "skip_level"  # an emergency: a level above acts at once, told afterwards
     return None
+
+
+def _skips_levels(step: Step) -> bool:
+    section = get_policy().procedures.get(step.case.procedure)
+    return bool(section and section.skip_levels)
 
 
 def check_decider(session: Session, step: Step, person: Staff) -> str:

@@ -31,11 +31,15 @@ def test_gas_leak_end_to_end(demo, clock):
     _add_residents(2, "2")  # not affected: must not hear of it
     run = EmergencyRun(demo, clock, buildings=["1"])
     assert run.step("activate#1")["role"] == "cs_supervisor"
-    run.decide("activate#1", "cs_supervisor", note="已启动预案")
-
-    # Fan-out: one acknowledgement per department, answered in any order.
+    # Fan-out at the report, with the plan's start (§10): one acknowledgement per
+    # department, answered in any order, the first before the plan is even started.
     acks = ["acknowledge-pr#1", "acknowledge-tech_supervisor#1", "acknowledge-security#1"]
     assert {run.step(k)["role"] for k in acks} == {"pr", "tech_supervisor", "security"}
+    run.decide("acknowledge-security#1", "security", note="已封锁现场")
+    assert not run.notices("activated")  # residents hear once the plan is started
+    run.decide("activate#1", "cs_supervisor", note="已启动预案")
+    acks.remove("acknowledge-security#1")
+    run.step("update#1")  # the run has told the residents and waits for news
     activated = run.notices("activated")
     assert len([n for n in activated if n["recipient"].startswith("resident:")]) == 15
     assert "燃气泄漏" in activated[0]["subject"]
@@ -48,6 +52,10 @@ def test_gas_leak_end_to_end(demo, clock):
     assert len(update) == 15 and "进展通报" in update[0]["subject"]
     run.decide("resolve#1", "cs_supervisor", summary="阀门已更换", cause="阀门老化",
                losses="无")
+    # Afterwards, similar hazards are checked everywhere, then the incident is recorded.
+    assert run.step("hazard_check#1")["role"] == "tech_supervisor"
+    run.decide("hazard_check#1", "tech_supervisor", findings="3号楼阀门同批次，已更换",
+               hazards_found=True, actions="更换同批次阀门")
     assert run.step("incident_report#1")
     assert len([n for n in run.notices("resolved") if n["channel"] == "inbox"]) == 15
     run.decide("incident_report#1", "cs_supervisor", report="突发事件处理记录表……")
@@ -67,8 +75,21 @@ def test_activation_lapse_climbs_to_the_manager_then_the_company(demo, clock):
     assert [e["to_role"] for e in run.escalations("activate#1")] == [
         "project_manager", "company_cs"]
     step = run.step("activate#1")
-    with_times = actions.show_case(run.number)["steps"][0]
+    with_times = next(s for s in actions.show_case(run.number)["steps"]
+                      if s["key"] == "activate#1")
     assert step["level"] == 2 and with_times["escalations"][1]["lapsed_at"] == "2026-11-24 09:15"
+
+
+def test_departments_are_called_at_the_report_and_fire_duties_include_calling_119(demo, clock):
+    run = EmergencyRun(demo, clock, kind="fire", location="2号楼地库", buildings=["1"])
+    security = run.step("acknowledge-security#1")
+    assert run.step("activate#1")["status"] == "waiting"  # not started yet: already called
+    duty = [n for n in run.notices("step_opened")
+            if n["recipient"] == f"staff:{run.role('security')}"]
+    assert duty and security["due_at"] == "2026-11-24 09:10"
+    from tests.test_complaint_flow import _body
+
+    assert "拨打119报警" in _body(duty[0])
 
 
 def test_missed_update_escalates(demo, clock):
@@ -86,6 +107,7 @@ def test_incident_report_is_due_in_two_working_days_across_national_day(demo, cl
     run = EmergencyRun(demo, clock, kind="power_outage")
     run.decide("activate#1", "cs_supervisor")
     run.decide("resolve#1", "cs_supervisor", summary="已恢复供电", cause="变压器故障")
+    run.decide("hazard_check#1", "tech_supervisor", findings="其他变压器正常")
     # Oct 1-7 are holidays: the two working days are Oct 8 and Oct 9.
     assert run.step("incident_report#1")["due_at"] == "2026-10-09 17:30"
 
@@ -126,3 +148,16 @@ def test_office_class_c_calls_pr_and_the_manager_at_once(demo, clock):
     run.decide("acknowledge-project_manager#1", "project_manager")
     run.decide("acknowledge-pr#1", "pr")
     assert run.step("resolve#1")
+
+
+def test_a_level_skipped_is_told_after_the_incident(demo, clock):
+    """§10: "特殊紧急情况可越级进行，但事后应向上级汇报"."""
+    run = EmergencyRun(demo, clock, kind="water_outage")
+    run.decide("activate#1", "project_manager", note="我在现场，直接启动")  # not escalated yet
+    assert not run.notices("skipped")
+    run.decide("resolve#1", "cs_supervisor", summary="已恢复供水", cause="管道爆裂")
+    run.decide("hazard_check#1", "tech_supervisor", findings="同批管道已检查")
+    run.step("incident_report#1")
+    told = run.notices("skipped")
+    assert {n["recipient"] for n in told} == {
+        f"staff:{p['id']}" for p in demo["staff"] if p["role"] == "cs_supervisor"}

@@ -73,6 +73,8 @@ CONTEXT = dict(
     arrival_local="2026-11-26 10:00", steps=10, reason="时间不便", opinion="加装路灯",
     deadline="2026-11-27", done=True, day="2026-12-04", start="10:00", end="12:00",
     postponed=True, scheduled="2026-12-04", community_name="阳光花园",
+    decider="张伟", decider_role="项目经理", decided_at="2026-11-24 09:05",
+    reply_by="2026-11-27 09:00",
 )
 
 

@@ -51,6 +51,7 @@ def test_fire_resolved_before_any_update_is_reviewed_and_closed(service, demo):
                                       reporter="保安", buildings=["1"])["number"]
     decide(number, "activate#1", who["cs_supervisor"])
     decide(number, "resolve#1", who["cs_supervisor"], summary="已扑灭", cause="电线短路")
+    decide(number, "hazard_check#1", who["tech_supervisor"], findings="其他地库线路正常")
     decide(number, "incident_report#1", who["cs_supervisor"], report="地库电线短路起火，已扑灭")
     decide(number, "training_review#1", who["company_cs"], training_case=True)
 

@@ -72,6 +72,8 @@ def test_served_emergency_fans_out_across_replays(service, demo):
     step_id = until("resolve#1", lambda: waiting(number, "resolve#1"))
     actions.decide(step_id, demo["by_role"]["cs_supervisor"],
                    {"summary": "已扑灭", "cause": "电线短路"})
+    step_id = until("hazard_check#1", lambda: waiting(number, "hazard_check#1"))
+    actions.decide(step_id, demo["by_role"]["tech_supervisor"], {"findings": "其他地库线路正常"})
     until("incident_report#1", lambda: waiting(number, "incident_report#1"))
     events = [n["event"] for n in actions.list_notifications(number)]
     assert events.count("activated") >= 2 and "resolved" in events  # summary row + household

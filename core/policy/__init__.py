@@ -110,6 +110,8 @@ class Kind(_Strict):
     label: str
     fanout: list[Duty] = []
     office_class: Literal["A", "B", "C"] | None = None
+    # Who checks for similar hazards once it is over (PROCEDURES.md §10).
+    hazard_check: str = "tech_supervisor"
 
 
 class ReceptionDay(_Strict):
@@ -129,6 +131,9 @@ class Procedure(MoveInRules):  # and so _Strict; move-in's rules: core/policy/mo
     chain: list[str] | None = None
     # Per-procedure windows of each escalation level (emergencies count minutes).
     level_windows: dict[str, Duration] = {}
+    # Levels may be skipped (越级): a role of the chain may decide a step at once, before it
+    # escalates there; the levels it skipped are told afterwards (emergencies, §10).
+    skip_levels: bool = False
     high_keywords: list[str] = []
     categories: dict[str, Category] = {}
     kinds: dict[str, Kind] = {}
@@ -482,6 +487,7 @@ def _check_procedure(path: Path, name: str, proc: Procedure,
     for key, kind in proc.kinds.items():
         for i, duty in enumerate(kind.fanout):
             check_role(path, f"{at}.kinds.{key}.fanout[{i}].role", duty.role)
+        check_role(path, f"{at}.kinds.{key}.hazard_check", kind.hazard_check)
     asked = STEPS[name]
     for step in proc.countdown:
         if step not in asked:
