@@ -137,7 +137,7 @@ EMERGENCY = Procedure(
              "models.emergency:HazardCheckForm"),
         Step("incident_report", "突发事件处理记录表", "incident report", "ReportForm"),
         Step("training_review", "案例评审", "training review", "ReviewForm"),
-        Step("receive", "接待", "receive", "ReceiveForm"),
+        Step("receive", "接待", "receive", "models.emergency:OfficeReceiveForm"),
         Step("handle", "处理", "handle", "ResultForm"),
     ),
 )

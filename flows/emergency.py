@@ -81,15 +81,22 @@ def keep_residents_informed(case_id: int, acks: list[int]) -> None:
 
 
 def office_incident(case_id: int, office_class: str) -> None:
-    """Office-area incidents follow their class (seed); front-line staff answer nothing."""
-    if office_class == "A":  # an owner's agitated visit: received by the front desk
-        seen = ask(case_id, "receive#1", "receive", Role.CSR)
-        if seen.values["media_present"]:
-            ask(case_id, "acknowledge-pr#1", "acknowledge", Role.PR)
-    elif office_class == "B":  # a dismissed or criticised employee: HR owns it
-        ask(case_id, "handle#1", "handle", Role.HR)
-    else:  # media or officials: PR and the manager at once
+    """Office-area incidents at the management office, by class (PROCEDURES.md §10): the
+    visitors are taken to the set reception area; front-line staff answer nothing."""
+    if office_class == "A":  # an owner's agitated visit: the 客服主任 and 管理处主任 come
+        came = ask_all(case_id, [
+            ("receive#1", "receive", Role.CSR),
+            ("acknowledge-cs_director#1", "acknowledge", Role.CS_DIRECTOR),
+            ("acknowledge-project_manager#1", "acknowledge", Role.PROJECT_MANAGER)])
+        if came["receive#1"].flag("media_present"):  # media present: they handle it
+            ask(case_id, "handle#1", "handle", Role.PROJECT_MANAGER)
+    elif office_class == "B":  # an agitated (former) employee: the front desk answers first
+        received = ask(case_id, "receive#1", "receive", Role.CSR)
+        if not received.flag("contained", default=True):  # HR only if it cannot be contained
+            ask(case_id, "handle#1", "handle", Role.HR)
+    else:  # media or officials: the manager first, who tells PR; the leader above is told
         tell_role(case_id, Role.CSR, "hold_answers", key="hold_answers")
-        ask_all(case_id, [("acknowledge-pr#1", "acknowledge", Role.PR),
-                          ("acknowledge-project_manager#1", "acknowledge", Role.PROJECT_MANAGER)])
+        tell_role(case_id, Role.COMPANY_CS, "office_reported", key="office_reported")
+        ask(case_id, "acknowledge-project_manager#1", "acknowledge", Role.PROJECT_MANAGER)
+        ask(case_id, "acknowledge-pr#1", "acknowledge", Role.PR)
     ask(case_id, "resolve#1", "resolve", Role.CS_SUPERVISOR)

@@ -71,6 +71,13 @@ class HazardCheckForm(Form):
     actions: Short = Field("", description="整改措施")
 
 
+class OfficeReceiveForm(Form):
+    """The front desk receives office-area visitors in the set reception area."""
+
+    media_present: bool = Field(False, description="现场是否有媒体")
+    contained: bool = Field(True, description="前台能否稳定局面（B类：不能则转人事）")
+    note: Short = ""
+
 
 def report_skipped_levels(session: Session, case: Case, now: datetime) -> int:
     """After the incident, whoever a level above skipped (越级) is told who acted in their

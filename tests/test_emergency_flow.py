@@ -112,15 +112,23 @@ def test_incident_report_is_due_in_two_working_days_across_national_day(demo, cl
     assert run.step("incident_report#1")["due_at"] == "2026-10-09 17:30"
 
 
-def test_office_class_a_with_media_brings_in_pr(demo, clock):
+def test_office_class_a_brings_the_director_and_the_manager_who_handle_media(demo, clock):
+    """§10, at the management office: the 客服主任 and 管理处主任 come; media present, they
+    handle it (not PR)."""
     run = EmergencyRun(demo, clock, kind="office_a", location="管理处前台", buildings=[])
     assert run.step("receive#1")["role"] == "csr"
-    run.decide("receive#1", "csr", media_present=True)
-    run.decide("acknowledge-pr#1", "pr")
+    assert run.step("acknowledge-cs_director#1")["role"] == "cs_director"
+    assert run.step("acknowledge-project_manager#1")["role"] == "project_manager"
+    run.decide("receive#1", "csr", media_present=True, note="已引导至接待室")
+    run.decide("acknowledge-cs_director#1", "cs_director")
+    run.decide("acknowledge-project_manager#1", "project_manager")
+    assert run.step("handle#1")["role"] == "project_manager"
+    run.decide("handle#1", "project_manager", result="已与记者沟通")
     run.decide("resolve#1", "cs_supervisor", summary="已安抚", cause="漏水赔偿纠纷")
     run.decide("incident_report#1", "cs_supervisor", report="记录")
     run.decide("training_review#1", "company_cs", training_case=False)
     assert run.finish() == "resolved"
+    assert "acknowledge-pr#1" not in [s["key"] for s in run.show()["steps"]]
     assert not run.notices("activated")  # office incidents are not broadcast to residents
 
 
@@ -131,20 +139,32 @@ def test_office_class_a_lapse_goes_to_the_director(demo, clock):
     assert run.escalations("receive#1")[0]["to_role"] == "cs_director"
 
 
-def test_office_class_b_belongs_to_hr(demo, clock):
+def test_office_class_b_the_front_desk_answers_first_and_hr_only_if_not_contained(demo, clock):
     run = EmergencyRun(demo, clock, kind="office_b", location="管理处", buildings=[])
+    assert run.step("receive#1")["role"] == "csr"
+    run.decide("receive#1", "csr", contained=False, note="情绪激动，无法平复")
     assert run.step("handle#1")["role"] == "hr"
     run.decide("handle#1", "hr", result="已约谈")
     assert run.step("resolve#1")
 
 
-def test_office_class_c_calls_pr_and_the_manager_at_once(demo, clock):
+def test_office_class_b_contained_by_the_front_desk_needs_no_hr(demo, clock):
+    run = EmergencyRun(demo, clock, kind="office_b", location="管理处", buildings=[])
+    run.decide("receive#1", "csr", note="已平复")
+    assert run.step("resolve#1")
+    assert "handle#1" not in [s["key"] for s in run.show()["steps"]]
+
+
+def test_office_class_c_the_manager_first_who_tells_pr(demo, clock):
     run = EmergencyRun(demo, clock, kind="office_c", location="大堂", buildings=[])
-    assert run.step("acknowledge-pr#1")["role"] == "pr"
     assert run.step("acknowledge-project_manager#1")["role"] == "project_manager"
+    assert "acknowledge-pr#1" not in [s["key"] for s in run.show()["steps"]]
     hold = run.notices("hold_answers")
     assert {n["recipient"] for n in hold} == {
         f"staff:{p['id']}" for p in demo["staff"] if p["role"] == "csr"}
+    reported = run.notices("office_reported")  # the supervising leader is told
+    assert {n["recipient"] for n in reported} == {
+        f"staff:{p['id']}" for p in demo["staff"] if p["role"] == "company_cs"}
     run.decide("acknowledge-project_manager#1", "project_manager")
     run.decide("acknowledge-pr#1", "pr")
     assert run.step("resolve#1")

@@ -128,6 +128,7 @@ def test_office_incident_class_b_is_reviewed_and_closed(service, demo):
     who = demo["by_role"]
     number = actions.report_emergency(kind="office_b", community="YGHY", location="管理处",
                                       reporter="前台", buildings=[])["number"]
+    decide(number, "receive#1", who["csr"], contained=False)  # HR only if not contained
     decide(number, "handle#1", who["hr"], result="已安排人事面谈")
     decide(number, "resolve#1", who["cs_supervisor"], summary="员工情绪平复", cause="绩效争议")
     decide(number, "incident_report#1", who["cs_supervisor"], report="已记录")
