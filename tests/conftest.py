@@ -57,6 +57,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"CI needs PostgreSQL and cannot reach it at {PG_ADMIN}")
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    # Under pytest-xdist each worker tells the controller which tests used PostgreSQL.
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["pg_used"] = list(_pg_used)
+
+
+def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
+    _pg_used.extend(getattr(node, "workeroutput", {}).get("pg_used", []))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
     tr = terminalreporter
     if _pg_used:
