@@ -138,9 +138,12 @@ class Executor:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
-            while not self._stopping.wait(self.heartbeat_seconds):
+            while True:
+                time.sleep(self.heartbeat_seconds)
                 with self._lock:
                     taken = list(self._taken)
+                if not taken and self._stopping.is_set():
+                    return  # a polite stop beats on until every run has reached its wait
                 for run_id in taken:
                     try:
                         self._beat(client, run_id)

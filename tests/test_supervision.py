@@ -227,6 +227,43 @@ def test_a_run_whose_service_stopped_beating_is_restarted_within_seconds(demo, c
     assert timeline(other, "run_restarted") == []
 
 
+def test_serve_beats_for_its_runs_until_each_reached_its_wait_even_when_stopping(monkeypatch):
+    """A polite stop (SIGTERM) lets the runs executing reach their next wait: they keep
+    beating meanwhile, or another replica would take them for abandoned."""
+    import threading
+
+    import prefect.client.orchestration
+
+    from propflow.executor import BEAT, Executor
+
+    beats: list[tuple[uuid.UUID, str]] = []
+
+    class Client:
+        def __enter__(self) -> Client:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def update_flow_run(self, run_id: uuid.UUID, infrastructure_pid: str) -> None:
+            beats.append((run_id, infrastructure_pid))
+
+    monkeypatch.setattr(prefect.client.orchestration, "get_client", lambda **_: Client())
+    executor = Executor([], [], threads=2, poll_seconds=1, heartbeat_seconds=0.01)
+    run = uuid.uuid4()
+    executor._taken.add(run)
+    executor.stop()
+    beating = threading.Thread(target=executor._heartbeat, daemon=True)
+    beating.start()
+    until("two beats", lambda: len(beats) >= 2)
+    assert {r for r, _ in beats} == {run} and len({b for _, b in beats}) == len(beats)
+    assert all(b.startswith(BEAT) for _, b in beats)
+    with executor._lock:
+        executor._taken.discard(run)  # it reached its wait
+    beating.join(5)
+    assert not beating.is_alive()
+
+
 def test_a_decision_unread_by_a_waiting_run_past_the_limit_restarts_it(demo, clock, prefect):
     number = open_case(prefect, "Suspended")
     with unit_of_work() as session:
