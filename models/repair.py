@@ -53,10 +53,9 @@ class RepairIntake(Intake):
         if self.received_by is not None:  # the first responder: any staff of the community
             receiver = staff_of(session, place.community_id, self.received_by,
                                 field="received_by").id
-        # 首问责任制 applies to every request (PROCEDURES.md §10): whoever received it, else
-        # the front desk, owns it to the end and is copied on whatever goes wrong.
-        desk = directory.people_in_role(session, place.community_id, Role.CSR)
-        responder = receiver or (desk[0].id if desk else None)
+        # 首问责任制 (PROCEDURES.md §10): whoever received it owns it to the end and is
+        # copied on whatever goes wrong.
+        responder = receiver
         priority = self.priority
         # Safety words raise the priority (seed: a leak is dispatched at once).
         if priority != Priority.HIGH and any(w in self.description for w in policy.high_keywords):

@@ -28,7 +28,7 @@ def test_the_receiver_owns_the_repair_and_the_technician_sees_the_preferred_time
     assert messages(f"staff:{receiver['id']}", "warning")
 
 
-def test_without_a_receiver_the_front_desk_is_the_first_responder(demo, clock):
+def test_without_a_receiver_nobody_is_copied_besides_the_assignee(demo, clock):
     number = repair()
-    assert actions.show_case(number)["first_responder"] == demo["by_role"]["csr"]
+    assert actions.show_case(number)["first_responder"] is None
     assert actions.show_case(number)["details"]["preferred_time"] is None

@@ -122,8 +122,7 @@ def test_one_pass_gives_each_step_of_a_mixed_batch_its_own_outcome(demo, clock):
     }
     assert (rows[warned].status, rows[warned].level, rows[warned].warn_at) == \
         ("waiting", 0, None)
-    # Nobody else warned: theirs lapsed. The technician and the repair's first responder.
-    assert told == [("warning", rows[warned].case_id)] * 2
+    assert told == [("warning", rows[warned].case_id)]  # nobody else warned: theirs lapsed
     assert audit == sorted([
         ("step_expired", "callback#1", None), ("lapsed", "accept#1", "cs_supervisor"),
         ("lapsed", "accept#1", "project_manager"), ("lapsed", "activate#1", "project_manager"),
@@ -161,9 +160,7 @@ def test_each_warning_of_a_batch_reaches_its_own_steps_people_once(demo, clock):
             Notification.event == "warning")).all()
     to = {(key.split("|")[0], recipient) for key, recipient, _, _ in sent}
     technicians = {f"staff:{_staff(demo, 'technician', i)}" for i in range(3)}
-    desk = f"staff:{_staff(demo, 'csr')}"  # a repair's first responder: the front desk
     assert to == {(f"step:{assigned}:warning", f"staff:{technician}"),
-                  (f"step:{assigned}:warning", desk), (f"step:{unassigned}:warning", desk),
                   *((f"step:{unassigned}:warning", t) for t in technicians),
                   (f"step:{acknowledge}:warning", f"staff:{_staff(demo, 'csr')}"),
                   (f"step:{acknowledge}:warning", f"staff:{responder}")}  # first responder
@@ -192,7 +189,7 @@ def test_two_clocks_on_the_same_batch_warn_and_escalate_each_step_once(demo, clo
                                       .group_by(Escalation.step_id)).all()
         assert per_step(AuditEvent.action == "warned") == [1] * len(ids)
         assert per_step(AuditEvent.action == "lapsed") == [1] * len(ids)
-    assert warnings == 2 * len(ids)  # the technician and the first responder (front desk)
+    assert warnings == len(ids)
     assert sorted(escalations) == [(i, 1) for i in ids]
 
 
