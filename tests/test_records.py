@@ -74,7 +74,8 @@ CONTEXT = dict(
     deadline="2026-11-27", done=True, day="2026-12-04", start="10:00", end="12:00",
     postponed=True, scheduled="2026-12-04", community_name="阳光花园",
     decider="张伟", decider_role="项目经理", decided_at="2026-11-24 09:05",
-    reply_by="2026-11-27 09:00",
+    reply_by="2026-11-27 09:00", operation_label="转办", operation_en="transfer",
+    by_name="陈静", note="", note_en="",
 )
 
 
