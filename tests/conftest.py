@@ -146,13 +146,16 @@ def prefect_api() -> Iterator[str]:
 
 @pytest.fixture
 def policy_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    """Write a policy file: the demo policy with top-level keys replaced."""
+    """Write a policy file: the demo policy with top-level keys replaced, or changed in place
+    by `edit` (a function given the parsed policy)."""
     import yaml
 
     from core.settings import DEMO_POLICY
 
-    def write(**changes: object) -> Path:
+    def write(edit: Callable[[dict], None] | None = None, **changes: object) -> Path:  # type: ignore[type-arg]
         data = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8")) | changes
+        if edit:
+            edit(data)
         path = tmp_path / f"policy-{uuid.uuid4().hex[:6]}.yaml"
         path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
         monkeypatch.setenv("PROPFLOW_POLICY", str(path))

@@ -14,7 +14,7 @@ import yaml
 from sqlalchemy import select
 
 from core.errors import PropflowError
-from core.settings import DEMO_POLICY, reset_settings
+from core.settings import DEMO_POLICY
 from models import directory, operations, steps
 from models.db import unit_of_work
 from models.notices import local
@@ -252,19 +252,15 @@ def test_watchers_are_told_may_look_and_may_not_decide(demo, clock, db):
 # --- multi-approver steps from the policy ---------------------------------------------------
 
 @pytest.fixture
-def signers_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def signers_policy(policy_with):  # type: ignore[no-untyped-def]
     def write(mode: str, roles: list[str]) -> Path:
-        data = yaml.safe_load(DEMO_POLICY.read_text(encoding="utf-8"))
-        step = data["procedures"]["complaint"]["steps"]["approve_resolution"]
-        step["default"]["signers"] = {"mode": mode, "roles": roles}
-        path = tmp_path / f"policy-{mode}.yaml"
-        path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
-        monkeypatch.setenv("PROPFLOW_POLICY", str(path))
-        reset_settings()
-        return path
+        def edit(data: dict) -> None:  # type: ignore[type-arg]
+            step = data["procedures"]["complaint"]["steps"]["approve_resolution"]
+            step["default"]["signers"] = {"mode": mode, "roles": roles}
 
-    yield write
-    reset_settings()
+        return policy_with(edit)  # type: ignore[no-any-return]
+
+    return write
 
 
 def _approval(clock: Any) -> tuple[str, int]:
