@@ -145,11 +145,6 @@ class ReviewForm(Form):
     note: Short = ""
 
 
-class ReceiveForm(Form):
-    media_present: bool = Field(description="现场是否有媒体")
-    note: Short = ""
-
-
 def form_key(procedure: str, kind: str) -> str:
     """Each procedure's step has its own form (a complaint's resolve is not an emergency's)."""
     return f"{procedure}.{kind}"
