@@ -94,7 +94,7 @@ def run(name: str, step_id: int, staff_id: int, posted: dict[str, Any]) -> dict[
         raise PropflowError(f"operation：没有操作 {name!r}；expected one of "
                             f"{[o.name for o in OPERATIONS if _function(o.name)]}",
                             field="operation")
-    actions.show_step_as(step_id, staff_id)  # out of their communities: not found
+    actions.sees_step(step_id, staff_id)  # out of their communities: not found
     accepted = inspect.signature(function).parameters
     kwargs: dict[str, Any] = {}
     for field in op.needs:

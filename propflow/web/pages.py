@@ -236,8 +236,9 @@ async def decide(request: Request, step_id: int, principal: Page) -> Response:
     staff_id = _own_step(principal, step_id)
     posted = dict((await request.form()).items())
     try:
-        step = await run_in_threadpool(_step, step_id, staff_id)
-        values = stepform.values(step["form"], posted)
+        # Only the form is needed to read the post; the page is rebuilt on a refusal alone.
+        shown = await run_in_threadpool(actions.show_step_as, step_id, staff_id)
+        values = stepform.values(stepform.fields(shown), posted)
         comment = str(posted.get("comment", "")).strip()
         done = await run_in_threadpool(lambda: actions.decide_as(
             step_id, staff_id, values, comment=comment, channel="web"))
