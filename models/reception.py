@@ -25,7 +25,7 @@ from core.policy import Procedure as PolicySection
 from core.vocabulary import Channel, Role
 from models import broadcast, directory, limits, notices
 from models.cases import Case
-from models.forms import AnswerForm, Form, Short
+from models.forms import AnswerForm, ApprovalForm, Form, Short
 from models.intake import Intake, Opening, Place
 from models.org import Community
 from models.outbox import Notification, audit
@@ -208,11 +208,9 @@ def _not_past(value: date) -> date:
     return value
 
 
-class SignoffForm(AnswerForm):
-    answer: ClassVar[str] = "approved"
+class SignoffForm(ApprovalForm):
     refusal: ClassVar[str] = "不同意受理"
     approved: bool = Field(description="是否签字同意受理")
-    reason: Short = ""
 
 
 class AcceptMatterForm(AnswerForm):
