@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, ClassVar
 from zoneinfo import ZoneInfo
 
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -208,6 +208,9 @@ def _not_past(value: date) -> date:
     return value
 
 
+NotPast = Annotated[date, AfterValidator(_not_past)]
+
+
 class SignoffForm(ApprovalForm):
     refusal: ClassVar[str] = "不同意受理"
     approved: bool = Field(description="是否签字同意受理")
@@ -221,18 +224,13 @@ class AcceptMatterForm(AnswerForm):
     opinion: Short = Field("", description="处理意见")
     department: str = Field("", description="办理部门 customer_service|engineering|security|"
                                             "cleaning|finance")
-    deadline: date | None = Field(None, description="办结期限 YYYY-MM-DD")
+    deadline: NotPast | None = Field(None, description="办结期限 YYYY-MM-DD")
     reason: Short = ""
 
     @field_validator("department")
     @classmethod
     def _known(cls, value: str) -> str:
         return _department(value) if value else value
-
-    @field_validator("deadline")
-    @classmethod
-    def _future(cls, value: date | None) -> date | None:
-        return _not_past(value) if value is not None else value
 
     @model_validator(mode="after")
     def _complete(self) -> AcceptMatterForm:
@@ -250,12 +248,7 @@ class HandleForm(Form):
 class FollowUpForm(Form):
     done: bool = Field(description="跟进核实：是否已办结")
     note: Short = ""
-    new_deadline: date | None = Field(None, description="未办结时的新期限 YYYY-MM-DD")
-
-    @field_validator("new_deadline")
-    @classmethod
-    def _future(cls, value: date | None) -> date | None:
-        return _not_past(value) if value is not None else value
+    new_deadline: NotPast | None = Field(None, description="未办结时的新期限 YYYY-MM-DD")
 
     @model_validator(mode="after")
     def _deadline_when_open(self) -> FollowUpForm:
