@@ -161,7 +161,7 @@ class MatterIntake(Intake):
             reporter=self.visitor, phone=self.phone, description=self.matter,
             category=self.department, channel=Channel.FRONT_DESK, actor="front_desk",
             data={"day": held.isoformat(), "department": self.department,
-                  "department_role": policy.categories[self.department].department},
+                  "department_role": department_role(self.department)},
             audit={"day": held.isoformat(), "department": self.department},
         )
 
