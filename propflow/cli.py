@@ -345,7 +345,8 @@ REASON = typer.Option("", "--reason", help="说明 / reason")
 
 
 def _op(name: str, *args: Any, as_json: bool, **kwargs: Any) -> None:
-    """An approval operation of propflow.actions; a refusal names its rule and exits 2."""
+    """An operation on a step (propflow.actions), audited with the operating-system user;
+    a refusal names its rule and exits 2."""
     from models.outbox import audit_extra
     from propflow import actions as service
 
@@ -423,6 +424,16 @@ def steps_withdraw(step: str = typer.Argument(..., help="步骤编号（您已�
                    as_staff: str = AS, reason: str = REASON, as_json: bool = JSON) -> None:
     """撤回：下一步尚未处理时撤回您的决定，下一步取消，本步骤重新等待您处理。"""
     _op("withdraw", step, as_staff, reason=reason, as_json=as_json)
+
+
+@steps_app.command("link")
+@command
+def steps_link(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
+               for_staff: str | None = typer.Option(None, "--for",
+                                                    help="给该员工（省略则给业主）"),
+               as_json: bool = JSON) -> None:
+    """新的一键链接（业主答复页，或员工只开此步骤），由前台转发；只能用一次，会过期。"""
+    _op("new_link", step, as_staff, for_staff, as_json=as_json)
 
 
 @cases_app.command("list")
@@ -643,17 +654,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-@steps_app.command("link")
-@command
-def steps_link(step: str = typer.Argument(..., help="步骤编号"), as_staff: str = AS,
-               for_staff: str | None = typer.Option(None, "--for",
-                                                    help="给该员工（省略则给业主）"),
-               as_json: bool = JSON) -> None:
-    """新的一键链接（业主答复页，或员工只开此步骤），由前台转发；只能用一次，会过期。"""
-    from models.outbox import audit_extra
-    from propflow import actions as service
-
-    with audit_extra(os_user=os_user()):
-        emit(service.new_link(step, as_staff, for_staff), as_json)
