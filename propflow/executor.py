@@ -45,11 +45,7 @@ class Executor:
     """Polls Prefect for Scheduled runs of our deployments and runs them in threads."""
 
     def __init__(self, deployments: list[Any], flows: list[Any], threads: int,
-                 poll_seconds: float, heartbeat_seconds: float | None = None) -> None:
-        if heartbeat_seconds is None:
-            from core.settings import get_settings
-
-            heartbeat_seconds = get_settings().run_heartbeat_seconds
+                 poll_seconds: float, heartbeat_seconds: float) -> None:
         self.heartbeat_seconds = heartbeat_seconds
         self.me = f"{BEAT}{socket.gethostname()}/{os.getpid()}"
         self._beats = itertools.count(1)

@@ -61,7 +61,7 @@ def run() -> None:
         from propflow.executor import Executor
 
         executor = Executor(deployments(), case_flows(), settings.run_threads,
-                            settings.run_poll_seconds)
+                            settings.run_poll_seconds, settings.run_heartbeat_seconds)
         executor.register()
 
     def tick() -> None:
