@@ -115,10 +115,7 @@ def notify(
         if session.scalar(select(Notification.id).where(Notification.dedupe_key == dedupe)):
             continue
         if recipient.key not in contexts:
-            personal = links if not recipient.key.startswith("group:") else None
-            contexts[recipient.key] = context | {
-                "link": personal(recipient) if personal else "",
-                "to_owner": recipient.key.startswith("owner:")}
+            contexts[recipient.key] = _own_context(context, recipient, links)
         ctx = contexts[recipient.key]
         session.add(Notification(**_row(dedupe, recipient, channel, address, status,
                                         render_with(template, ctx), event=event,
@@ -127,6 +124,15 @@ def notify(
         added += 1
     session.flush()
     return added
+
+
+def _own_context(context: dict[str, Any], person: Recipient,
+                 links: Callable[[Recipient], str] | None) -> dict[str, Any]:
+    """One person's message fields: their own link (a group's post carries none), and
+    whether it goes to the owner."""
+    personal = links if not person.key.startswith("group:") else None
+    return context | {"link": personal(person) if personal else "",
+                      "to_owner": person.key.startswith("owner:")}
 
 
 def _sms_params(event: str, channel: str, channel_kinds: dict[str, str], sms: Sms | None,
@@ -165,22 +171,12 @@ def notify_many(
         found = templates.get((m.procedure, m.event))
         if found is None:
             found = templates[(m.procedure, m.event)] = template_for(m.procedure, m.event, lang)
-        if m.links is None:
-            msg = render_with(found, m.context | {"link": ""})
-            rows += [_row(*delivery, msg, event=m.event, case_id=m.case_id, lang=lang, now=now)
-                     | {"params": _sms_params(m.event, delivery[2], channel_kinds, sms,
-                                              m.context)}
-                     for delivery in _deliveries(m.event, m.to, m.key, routes, channel_kinds,
-                                                 sms)]
-            continue
-        # With links each person's message is their own: rendered once per person.
+        # Each person's message is their own (their link): rendered once per person.
         own: dict[str, tuple[Rendered, dict[str, Any]]] = {}
         for delivery in _deliveries(m.event, m.to, m.key, routes, channel_kinds, sms):
             person = delivery[1]
             if person.key not in own:
-                personal = m.links if not person.key.startswith("group:") else None
-                ctx = m.context | {"link": personal(person) if personal else "",
-                                   "to_owner": person.key.startswith("owner:")}
+                ctx = _own_context(m.context, person, m.links)
                 own[person.key] = render_with(found, ctx), ctx
             msg, ctx = own[person.key]
             rows.append(_row(*delivery, msg, event=m.event, case_id=m.case_id, lang=lang,
