@@ -9,7 +9,6 @@ Contract for the routes:
 - `page_principal`: the same for pages, from the session cookie only; no session -> 303 to
   /login?next=<path> (an htmx request gets 401 with HX-Redirect); an unsafe method needs the
   form field `csrf` (or the header) -> else 403.
-- `owner_principal`: an owner's link session (staff_id None, case_id set) -> else 401/403.
 - `csrf_token(request) -> str`: the token to put in a form's hidden field `csrf`.
 - `csrf_check` (dependency): 403 Problem when the form field `csrf` (or the X-CSRF-Token
   header) does not match; requests with a bearer token pass.
@@ -253,11 +252,16 @@ async def api_principal(request: Request) -> Principal:
     if principal is None:
         raise _unauthorized("authorization：未登录或会话已过期；expected a session (POST "
                             "/api/session) or `Authorization: Bearer <token>`")
+    return await _staff_session(request, principal, "a staff session or token")
+
+
+async def _staff_session(request: Request, principal: Principal, expected: str) -> Principal:
+    """A session's Principal for staff routes: not an owner's link, and an unsafe method
+    carries the session's CSRF token."""
     if principal.staff_id is None:
-        raise Problem(403, "禁止访问 (forbidden)", "业主链接只能打开业主页面；expected a staff "
-                      "session or token", field="authorization", code="forbidden")
-    if request.method in UNSAFE:
-        await csrf_check(request)
+        raise Problem(403, "禁止访问 (forbidden)", f"业主链接只能打开业主页面；expected {expected}",
+                      field="authorization", code="forbidden")
+    await csrf_check(request)
     return principal
 
 
@@ -271,24 +275,7 @@ async def page_principal(request: Request) -> Principal:
                           code="unauthorized", headers={"HX-Redirect": login})
         raise Problem(303, "需要登录 (sign-in required)", "请先登录 (sign in first)",
                       code="sign_in", headers={"Location": login})
-    if principal.staff_id is None:
-        raise Problem(403, "禁止访问 (forbidden)", "业主链接只能打开业主页面；expected a staff "
-                      "session", field="authorization", code="forbidden")
-    if request.method in UNSAFE:
-        await csrf_check(request)
-    return principal
-
-
-async def owner_principal(request: Request) -> Principal:
-    principal = await _from_session(request)
-    if principal is None:
-        raise _unauthorized("链接已失效，请重新打开短信或消息中的链接；expected an owner's link")
-    if principal.staff_id is not None or principal.case_id is None:
-        raise Problem(403, "禁止访问 (forbidden)", "此页面仅限业主链接；expected an owner's link",
-                      field="authorization", code="forbidden")
-    if request.method in UNSAFE:
-        await csrf_check(request)
-    return principal
+    return await _staff_session(request, principal, "a staff session")
 
 
 def check_scope(principal: Principal, *, step_id: int | None = None,
