@@ -132,17 +132,13 @@ def decide(
                         field="reassign_to")
     authority.check_references(session, step, checked)
     settle = sign(session, step, who, person, checked, comment, now)
-    actor = f"staff:{person.id}"
-    if settle is None:
-        audit(session, at=now, actor=actor, action="signed", case_id=step.case_id,
-              step=step.key, part=who.row.kind if who.row else PRINCIPAL,
+    if settle is None or settle.by != person.id:  # their signature, not (or not yet) the decision
+        audit(session, at=now, actor=f"staff:{person.id}", action="signed",
+              case_id=step.case_id, step=step.key, part=who.row.kind if who.row else PRINCIPAL,
               values=checked, comment=comment, channel=channel)
+    if settle is None:
         session.flush()
         return None
-    if settle.by != person.id:
-        audit(session, at=now, actor=actor, action="signed", case_id=step.case_id,
-              step=step.key, part=who.row.kind if who.row else PRINCIPAL,
-              values=checked, comment=comment, channel=channel)
     return settle_step(session, step, by=settle.by, values=settle.values,
                        comment=settle.comment, now=now, channel=channel, override=override)
 
@@ -150,7 +146,6 @@ def decide(
 def settle_step(session: Session, step: Step, *, by: int, values: dict[str, Any],
                 comment: str, now: datetime, channel: str, override: bool) -> Decision:
     """The step's one decision: written once, guarded by its status."""
-    checked = values
     taken = rowcount(session.execute(
         update(Step).where(Step.id == step.id, Step.status == StepStatus.WAITING)
         .values(status=StepStatus.DECIDED, decided_at=now,
@@ -161,13 +156,13 @@ def settle_step(session: Session, step: Step, *, by: int, values: dict[str, Any]
         raise Conflict(f"step {step.id} 刚被他人处理；一个步骤只能决定一次；"
                        "expected a waiting step from `propflow steps list`", field="step")
     decision = Decision(
-        step_id=step.id, decided_by=by, channel=channel, values=checked,
+        step_id=step.id, decided_by=by, channel=channel, values=values,
         comment=comment, override=override, created_at=now,
         on_behalf_of_owner=step.role == Role.OWNER,
     )
     session.add(decision)
     audit(session, at=now, actor=f"staff:{by}", action="decided", case_id=step.case_id,
-          step=step.key, values=checked, comment=comment, channel=channel, override=override)
+          step=step.key, values=values, comment=comment, channel=channel, override=override)
     session.flush()
     session.refresh(step)
     return decision
