@@ -97,16 +97,17 @@ def announce_due(session: Session, now: datetime) -> list[dict[str, str]]:
     notice = _rule(policy).notice
     if upcoming.held - today > timedelta(days=notice.days):
         return []
+    start, end = hours(policy, upcoming.held)
+    day: dict[str, Any] = {"day": upcoming.held.isoformat(), "start": notices.local(start)[-5:],
+                           "end": notices.local(end)[-5:], "postponed": upcoming.postponed,
+                           "scheduled": upcoming.scheduled.isoformat()}
     told = []
     for community in session.scalars(select(Community).order_by(Community.id)):
         key = _notice_key(community, upcoming.held)
         if session.scalar(select(Notification.id).where(
                 Notification.dedupe_key == f"{key}|broadcast")):
             continue
-        start, end = hours(policy, upcoming.held)
-        ctx: dict[str, Any] = {"day": upcoming.held.isoformat(), "start": notices.local(start)[-5:],
-               "end": notices.local(end)[-5:], "postponed": upcoming.postponed,
-               "scheduled": upcoming.scheduled.isoformat(), "community_name": community.name}
+        ctx = {**day, "community_name": community.name}
         # Not a case: a stand-in, never added to the session, lends the broadcast its
         # community and labels; the rows carry no case.
         about = Case(number=f"JF-{upcoming.held:%Y%m%d}", procedure="reception",
