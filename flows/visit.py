@@ -7,6 +7,7 @@ when it opened; one missed escalates at once to the project manager (the policy'
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from prefect import flow
 
@@ -15,6 +16,21 @@ from flows.human import ask, rewinds, wait_for
 from tasks.cases import close_case, intake, tell_role
 from tasks.steps import open_step
 from tasks.visit import plan_countdown, plan_restore
+
+# Who does each preparation step a class may take (seed, §5), opened in this order;
+# each is due at its own time before the arrival (the policy's countdown).
+PREPARERS = {
+    "briefing": Role.PROJECT_MANAGER,  # T-1 d: the manager briefs every department
+    "duty_plan": Role.CS_SUPERVISOR,  # T-1 d: the 接待安排表, posts and people
+    "readiness": Role.TECH_SUPERVISOR,  # T-1 d: escape routes, extinguishers, lights, lifts
+    "cleaning": Role.CLEANING,  # T-½ d: meeting hall, plant rooms, corners, plants, AV
+    "air_conditioning": Role.TECH_SUPERVISOR,  # T-2 h
+    "supplies": Role.CSR,  # T-1 h
+    "route_walk": Role.CS_SUPERVISOR,  # T-1 h: the cs supervisor walks the route
+    "lift": Role.TECH_SUPERVISOR,  # T-30 min: the dedicated lift on manual
+    "at_post": Role.CS_SUPERVISOR,  # T-15 min: everyone at their post
+    "parking": Role.SECURITY,  # security has the plates and reserves the spaces
+}
 
 
 @flow(name="visit", flow_run_name="{number}", persist_result=True, log_prints=True)
@@ -35,38 +51,9 @@ def visit(case_id: int, number: str) -> str:
     due = {kind: datetime.fromisoformat(at) for kind, at in plan_countdown(case_id).items()}
     tell_role(case_id, Role.PROJECT_MANAGER, "booked", key="booked",
               steps=len(due), arrival_local=case["arrival_local"])
-    opened: list[int] = []
-    if "briefing" in due:  # T-1 d: the manager briefs every department
-        opened.append(open_step(case_id, "briefing#1", "briefing", Role.PROJECT_MANAGER, None,
-                                None, due["briefing"]))
-    if "duty_plan" in due:  # T-1 d: the 接待安排表, posts and people
-        opened.append(open_step(case_id, "duty_plan#1", "duty_plan", Role.CS_SUPERVISOR, None,
-                                None, due["duty_plan"]))
-    if "readiness" in due:  # T-1 d: escape routes, extinguishers, lights, lifts
-        opened.append(open_step(case_id, "readiness#1", "readiness", Role.TECH_SUPERVISOR,
-                                None, None, due["readiness"]))
-    if "cleaning" in due:  # T-½ d: meeting hall, plant rooms, corners, plants, AV
-        opened.append(open_step(case_id, "cleaning#1", "cleaning", Role.CLEANING, None, None,
-                                due["cleaning"]))
-    if "air_conditioning" in due:  # T-2 h
-        opened.append(open_step(case_id, "air_conditioning#1", "air_conditioning",
-                                Role.TECH_SUPERVISOR, None, None, due["air_conditioning"]))
-    if "supplies" in due:  # T-1 h
-        opened.append(open_step(case_id, "supplies#1", "supplies", Role.CSR, None, None,
-                                due["supplies"]))
-    if "route_walk" in due:  # T-1 h: the cs supervisor walks the route with the management
-        opened.append(open_step(case_id, "route_walk#1", "route_walk", Role.CS_SUPERVISOR,
-                                None, None, due["route_walk"]))
-    if "lift" in due:  # T-30 min: the dedicated lift on manual
-        opened.append(open_step(case_id, "lift#1", "lift", Role.TECH_SUPERVISOR, None, None,
-                                due["lift"]))
-    if "at_post" in due:  # T-15 min: everyone at their post
-        opened.append(open_step(case_id, "at_post#1", "at_post", Role.CS_SUPERVISOR, None,
-                                None, due["at_post"]))
-    if "parking" in due:  # security has the plates and reserves the spaces
-        opened.append(open_step(case_id, "parking#1", "parking", Role.SECURITY, None,
-                                {"duty": "来访车牌 " + "、".join(case.get("cars") or []),
-                                 "cars": case.get("cars") or []}, due["parking"]))
+    opened = [open_step(case_id, f"{kind}#1", kind, role, None,
+                        _parking(case) if kind == "parking" else None, due[kind])
+              for kind, role in PREPARERS.items() if kind in due]
     if opened:
         wait_for(opened, need="all")
 
@@ -78,3 +65,8 @@ def visit(case_id: int, number: str) -> str:
     ask(case_id, "archive#1", "archive", Role.CS_SUPERVISOR)
     close_case(case_id, "done")
     return "done"
+
+
+def _parking(case: dict[str, Any]) -> dict[str, Any]:
+    cars = case.get("cars") or []
+    return {"duty": "来访车牌 " + "、".join(cars), "cars": cars}
