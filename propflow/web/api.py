@@ -358,7 +358,7 @@ def build_router() -> APIRouter:
         return [StepRow.model_validate(r) for r in masked(actions.steps_as(viewer, view))]
 
     @router.get("/steps/{id}", tags=["steps"], responses=READ, summary="步骤详情 (a step)")
-    def show_step(id: SeenStep, viewer: Viewer) -> StepDetail:
+    def show_step(id: StepId, viewer: Viewer) -> StepDetail:
         """The step, its window, level, who may decide it, and its form's JSON schema."""
         return StepDetail.model_validate(masked(actions.show_step_as(id, viewer)))
 
@@ -368,7 +368,8 @@ def build_router() -> APIRouter:
                body: Annotated[DecisionBody, Body()]) -> DecisionResult:
         """Stored, then the case's run is woken: delivery says delivered, or queued with the
         reason and when the run will read it."""
-        return DecisionResult.model_validate(masked(actions.decide_as(
+        # SeenStep checked the scope before the body was read.
+        return DecisionResult.model_validate(masked(actions.decide(
             id, viewer, body.values, comment=body.comment, channel="api")))
 
     for name, (summary, body, call) in _operations().items():
