@@ -11,6 +11,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -139,9 +140,15 @@ def _section(policy: Policy | None = None) -> PolicySection:
     return (policy or get_policy()).procedures["movein"]
 
 
-def _keys(known: dict[str, str]) -> Callable[[list[str]], list[str]]:
-    """A CommaList check: every item one of the policy's keys (or its label), as the key."""
+def _agreement_labels(section: PolicySection) -> dict[str, str]:
+    return {**section.agreements, "custody_agreement": section.custody_agreement}
+
+
+def _listed(table: Callable[[PolicySection], dict[str, str]]) -> AfterValidator:
+    """A CommaList check: every item one of the keys (or labels) `table` reads from the
+    policy's move-in section, as the key: Annotated[CommaList, _listed(...)]."""
     def check(values: list[str]) -> list[str]:
+        known = table(_section())
         by_label = {label: key for key, label in known.items()}
         out = []
         for value in values:
@@ -150,35 +157,30 @@ def _keys(known: dict[str, str]) -> Callable[[list[str]], list[str]]:
                 raise ValueError(f"{value!r} 不在清单中；expected some of {list(known)}")
             out.append(key)
         return list(dict.fromkeys(out))
-    return check
+    return AfterValidator(check)
+
+
+Documents = Annotated[CommaList, _listed(lambda s: s.document_labels)]
+Agreements = Annotated[CommaList, _listed(_agreement_labels)]
+HandoverItems = Annotated[CommaList, _listed(lambda s: s.handover_items)]
+Rooms = Annotated[CommaList, _listed(lambda s: {k: r.label for k, r in s.rooms.items()})]
 
 
 class DocumentsForm(Form):
-    documents: CommaList = Field(description="已核验的资料，逗号分隔：id_card,move_in_notice,"
+    documents: Documents = Field(description="已核验的资料，逗号分隔：id_card,move_in_notice,"
                                              "purchase_contract,agent_id_card,power_of_attorney,"
                                              "company_certificate")
     area: Decimal = Field(gt=0, le=100000, decimal_places=2,
                           description="建筑面积（平方米，以购房合同为准）")
     note: Short = ""
 
-    @field_validator("documents")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        return _keys(_section().document_labels)(value)
-
 
 class AgreementsForm(Form):
-    signed: CommaList = Field(description="已签署，逗号分隔：registration,decoration_application,"
+    signed: Agreements = Field(description="已签署，逗号分隔：registration,decoration_application,"
                                           "service_agreement,decoration_agreement,"
                                           "temporary_rules,documents_receipt（托管另加 "
                                           "custody_agreement）")
     note: Short = ""
-
-    @field_validator("signed")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        section = _section()
-        return _keys({**section.agreements, "custody_agreement": section.custody_agreement})(value)
 
 
 class FeesForm(AnswerForm):
@@ -199,15 +201,10 @@ class HandoverForm(AnswerForm):
     answer: ClassVar[str] = "receipt_signed"
     refusal: ClassVar[str] = "业主未签收"
     keys: int = Field(ge=1, le=100, description="交付钥匙数（把）")
-    items: CommaList = Field(description="交付的资料，逗号分隔：keys,handbook,diagrams,"
+    items: HandoverItems = Field(description="交付的资料，逗号分隔：keys,handbook,diagrams,"
                                          "decoration_notice")
     receipt_signed: bool = Field(description="业主是否已在交接单上签字")
     reason: Short = ""
-
-    @field_validator("items")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        return _keys(_section().handover_items)(value)
 
 
 class Defect(Form):
@@ -248,7 +245,7 @@ Defects = Annotated[list[Defect], BeforeValidator(_defects), Field(max_length=50
 class InspectionForm(Form):
     """房屋质量验收登记表: every room checked item by item, the meters read together."""
 
-    rooms: CommaList = Field(description="已逐项验收的房间，逗号分隔，如 living_room,bedroom,"
+    rooms: Rooms = Field(description="已逐项验收的房间，逗号分隔，如 living_room,bedroom,"
                                          "kitchen,bathroom")
     water: Reading = Field(description="水表读数")
     electricity: Reading = Field(description="电表读数")
@@ -257,12 +254,6 @@ class InspectionForm(Form):
     defects: Defects = Field(default_factory=list,
                              description="缺陷，每项 房间:缺陷，多项以 ; 分隔（每项转一张报修单）")
     note: Short = ""
-
-    @field_validator("rooms")
-    @classmethod
-    def _known(cls, value: list[str]) -> list[str]:
-        rooms = _section().rooms
-        return _keys({k: r.label for k, r in rooms.items()})(value)
 
     @model_validator(mode="after")
     def _defects_in_rooms(self) -> InspectionForm:
@@ -332,8 +323,7 @@ def document_duty(keys: list[str], buyer: str, lacking: list[str]) -> str:
 
 
 def agreement_duty(keys: list[str], lacking: list[str]) -> str:
-    section = _section()
-    table = {**section.agreements, "custody_agreement": section.custody_agreement}
+    table = _agreement_labels(_section())
     again = f"；上次未签 {labelled(lacking, table)}" if lacking else ""
     return f"签署 {labelled(keys, table)}{again}"
 
