@@ -53,9 +53,6 @@ class RepairIntake(Intake):
         if self.received_by is not None:  # the first responder: any staff of the community
             receiver = staff_of(session, place.community_id, self.received_by,
                                 field="received_by").id
-        # 首问责任制 (PROCEDURES.md §10): whoever received it owns it to the end and is
-        # copied on whatever goes wrong.
-        responder = receiver
         priority = self.priority
         # Safety words raise the priority (seed: a leak is dispatched at once).
         if priority != Priority.HIGH and any(w in self.description for w in policy.high_keywords):
@@ -76,7 +73,9 @@ class RepairIntake(Intake):
             category=self.category, priority=priority, channel=self.channel, paid=paid,
             actor=f"staff:{receiver}" if receiver else "front_desk",
             data={"complex": rule.complex, "skills": rule.skills, "in_warranty": in_warranty,
-                  "received_by": receiver, "first_responder": responder,
+                  # 首问责任制 (PROCEDURES.md §10): whoever received it owns it to the end
+                  # and is copied on whatever goes wrong.
+                  "received_by": receiver, "first_responder": receiver,
                   "preferred_time": self.preferred_time or "", **data},
             audit={"category": self.category, "priority": priority, "paid": paid,
                    "channel": self.channel},
