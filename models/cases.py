@@ -15,11 +15,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from core.vocabulary import CaseStatus, StepStatus
-from models.db import Base, UTCDateTime, words
+from models.db import Base, UTCDateTime, rowcount, words
 
 
 class Case(Base):
@@ -156,3 +157,13 @@ class CaseLink(Base):
     to_case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
     relation: Mapped[str] = mapped_column(String(40))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+def mark_decided(session: Session, step: Step, now: datetime) -> bool:
+    """Make a waiting step decided, once: False when another got there first (whoever
+    writes the step's one Decision calls this first; a step past due stays breached)."""
+    return bool(rowcount(session.execute(
+        update(Step).where(Step.id == step.id, Step.status == StepStatus.WAITING)
+        .values(status=StepStatus.DECIDED, decided_at=now,
+                breached=Step.breached | (Step.due_at < now))
+        .execution_options(synchronize_session=False))))

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import labels
 from core.policy import get_policy
 from core.vocabulary import CaseStatus, StepStatus
 from models import notices
-from models.cases import Case, CaseLink, Decision, Step
-from models.db import rowcount
+from models.cases import Case, CaseLink, Decision, Step, mark_decided
 from models.outbox import audit
 
 
@@ -66,12 +65,7 @@ def release_waiting(session: Session, closed: Case, now: datetime) -> None:
 
 
 def _settle_by_system(session: Session, step: Step, last: Case, now: datetime) -> None:
-    taken = rowcount(session.execute(
-        update(Step).where(Step.id == step.id, Step.status == StepStatus.WAITING)
-        .values(status=StepStatus.DECIDED, decided_at=now,
-                breached=Step.breached | (Step.due_at < now))
-        .execution_options(synchronize_session=False)))
-    if not taken:
+    if not mark_decided(session, step, now):
         return
     values = {"note": f"关联工单已全部关闭（最后一张 {last.number}）"}
     session.add(Decision(step_id=step.id, decided_by=None, channel="system", values=values,

@@ -21,7 +21,7 @@ from core.errors import Conflict, NotFound
 from core.policy import Policy, get_policy
 from core.settings import get_settings
 from core.vocabulary import Role, StepStatus
-from models.cases import Decision, Step
+from models.cases import Decision, Step, mark_decided
 from models.db import Base, UTCDateTime, rowcount
 from models.outbox import Recipient, audit
 
@@ -165,12 +165,7 @@ def owner_decides(session: Session, link: Link, values: dict[str, Any],
 
     checked = validate_form(form_key(step.case.procedure, step.kind), values)
     _claim(link, session, now)
-    settled = rowcount(session.execute(
-        update(Step).where(Step.id == step.id, Step.status == StepStatus.WAITING)
-        .values(status=StepStatus.DECIDED, decided_at=now,
-                breached=Step.breached | (Step.due_at < now))
-        .execution_options(synchronize_session=False)))
-    if not settled:
+    if not mark_decided(session, step, now):
         raise Conflict("step：此事项刚刚已被处理；一个步骤只能答复一次；expected a waiting "
                        "step", field="step")
     decision = Decision(step_id=step.id, decided_by=None, channel="owner_link", values=checked,

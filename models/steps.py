@@ -17,7 +17,7 @@ from core.roles import LAST_RESORT
 from core.vocabulary import Role, StepStatus
 from models import authority, links, notices
 from models.authority import chain_of
-from models.cases import Case, Decision, Escalation, Step
+from models.cases import Case, Decision, Escalation, Step, mark_decided
 from models.db import rowcount
 from models.org import Staff
 from models.outbox import Message, Recipient, audit, audit_many
@@ -146,13 +146,7 @@ def decide(
 def settle_step(session: Session, step: Step, *, by: int, values: dict[str, Any],
                 comment: str, now: datetime, channel: str, override: bool) -> Decision:
     """The step's one decision: written once, guarded by its status."""
-    taken = rowcount(session.execute(
-        update(Step).where(Step.id == step.id, Step.status == StepStatus.WAITING)
-        .values(status=StepStatus.DECIDED, decided_at=now,
-                breached=Step.breached | (Step.due_at < now))
-        .execution_options(synchronize_session=False)
-    ))
-    if not taken:
+    if not mark_decided(session, step, now):
         raise Conflict(f"step {step.id} 刚被他人处理；一个步骤只能决定一次；"
                        "expected a waiting step from `propflow steps list`", field="step")
     decision = Decision(
