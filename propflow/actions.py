@@ -411,7 +411,8 @@ def prefect_run_url(run_id: str | None) -> str | None:
     return f"{ui.rstrip('/')}/runs/flow-run/{run_id}"
 
 
-def _overdue() -> Any:
+def overdue_steps() -> Any:
+    """A WHERE clause on Step: waiting, and past its window (or already found breached)."""
     return (Step.status == StepStatus.WAITING) & or_(Step.breached.is_(True), Step.due_at <= now())
 
 
@@ -430,7 +431,7 @@ def find_cases(viewer: int | str, *, procedure: str | None = None,
         if community:
             query = query.where(Case.community_id == directory.community(session, community).id)
         if overdue:
-            query = query.where(Case.id.in_(select(Step.case_id).where(_overdue())))
+            query = query.where(Case.id.in_(select(Step.case_id).where(overdue_steps())))
         if q:
             query = query.where(Case.number.contains(q.strip(), autoescape=True))
         total = session.scalar(select(func.count()).select_from(query.subquery()))
@@ -464,7 +465,7 @@ def steps_as(viewer: int | str, view: str = "mine") -> list[dict[str, Any]]:
                                                scope.cases_where(session, person))
                  .order_by(Step.due_at, Step.id).options(selectinload(Step.case)))
         if view == "overdue":
-            query = query.where(_overdue())
+            query = query.where(overdue_steps())
         if view == "escalated":
             query = query.where(Step.level > 0)
         if view == "copied":

@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from core.clock import now
 from core.policy import get_policy
-from core.vocabulary import CaseStatus, StepStatus
+from core.vocabulary import CaseStatus
 from models import directory, notices, scope
 from models.cases import Case, Escalation, Step
 from models.db import unit_of_work
@@ -56,8 +56,7 @@ def summary(viewer: int) -> list[dict[str, Any]]:
                 .group_by(Case.procedure, Case.status).order_by(Case.procedure, Case.status))
             overdue = session.execute(
                 select(Step, Case.number, Case.flow_run_id, Case.procedure).join(Case)
-                .where(in_it, Step.status == StepStatus.WAITING,
-                       or_(Step.breached.is_(True), Step.due_at <= at))
+                .where(in_it, actions.overdue_steps())
                 .order_by(Step.due_at).limit(LIST_MAX)).all()
             escalated = session.execute(
                 select(Escalation, Step.kind, Case.number, Case.flow_run_id, Case.procedure)
