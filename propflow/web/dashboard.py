@@ -68,7 +68,8 @@ def summary(viewer: int) -> list[dict[str, Any]]:
                 select(Case).where(in_it, or_(
                     Case.status == CaseStatus.STUCK,
                     (Case.status != CaseStatus.CLOSED)
-                    & Case.run_state.in_(("Failed", "Crashed", "Cancelled")))))
+                    & Case.run_state.in_(("Failed", "Crashed", "Cancelled"))))
+                .limit(LIST_MAX))
             failed = session.execute(
                 select(Notification, Case.number, Case.flow_run_id).join(
                     Case, Case.id == Notification.case_id)
@@ -88,7 +89,7 @@ def summary(viewer: int) -> list[dict[str, Any]]:
                                 for e, kind, number, run, procedure in escalated],
                 "stuck": [{**_case_link(c.number, c.flow_run_id), "procedure": c.procedure,
                            "status": str(c.status), "run_state": c.run_state,
-                           "restarts": c.run_restarts or 0} for c in stuck][:LIST_MAX],
+                           "restarts": c.run_restarts or 0} for c in stuck],
                 "failed": [{**_case_link(number, run), "event": n.event,
                             "to": n.recipient_name, "channel": n.channel,
                             "attempts": n.attempts, "at": notices.local(n.created_at)}
