@@ -186,12 +186,19 @@ async def case_live(request: Request, number: str, principal: Page) -> Response:
     return render(request, "_case_live.html", {**found, **_clock()})
 
 
-def _step(step_id: int, staff_id: int) -> dict[str, Any]:
-    after = events.last_id()  # before reading: what happens meanwhile is news to the page
+def _summary(step_id: int, staff_id: int) -> dict[str, Any]:
+    """What the step's summary shows (fetched again on every change to its case)."""
     step = actions.show_step_as(step_id, staff_id)
-    step["after"] = after
     step["due_iso"] = _due(step["due_at"])
     step["case_info"] = _cases([step["case"]]).get(step["case"], {})
+    return step
+
+
+def _step(step_id: int, staff_id: int) -> dict[str, Any]:
+    """The whole step page: the summary, its form, the operations offered."""
+    after = events.last_id()  # before reading: what happens meanwhile is news to the page
+    step = _summary(step_id, staff_id)
+    step["after"] = after
     step["form"] = stepform.fields(step)
     step["operations"] = approvals.available(step, staff_id)
     if any(f["name"] in STAFF_FIELDS for f in step["form"]):
@@ -225,7 +232,7 @@ async def step_summary(request: Request, step_id: int, principal: Page) -> Respo
     """The summary alone: the step page fetches it again when its case changes, so a
     decision or an escalation elsewhere shows without touching the form being filled in."""
     staff_id = _own_step(principal, step_id)
-    step = await run_in_threadpool(_step, step_id, staff_id)
+    step = await run_in_threadpool(_summary, step_id, staff_id)
     return render(request, "_step_summary.html", {"principal": principal, "step": step,
                                                   **_clock()})
 
