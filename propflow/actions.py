@@ -476,10 +476,14 @@ def steps_as(viewer: int | str, view: str = "mine") -> list[dict[str, Any]]:
             if view == "mine" else set()
 
         def keep(s: Step) -> bool:
+            if view == "mine":
+                return _mine(s, person, parts)
             held = directory.roles_of(person, s.case.community_id)
-            return {"mine": lambda: _mine(s, person, parts), "role": lambda: role_now(s) in held,
-                    "overdue": lambda: True, "copied": lambda: True,
-                    "escalated": lambda: bool(held & set(reached(s)))}[view]()
+            if view == "role":
+                return role_now(s) in held
+            if view == "escalated":
+                return bool(held & set(reached(s)))
+            return True  # overdue, copied: the query chose them
 
         return [step_row(s) for s in found if keep(s)]
 
