@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.errors import Forbidden, NotFound, PropflowError
 from core.policy import get_policy
 from core.roles import LAST_RESORT
 from core.vocabulary import Role
-from models.cases import Step
+from models.cases import Step, step_by_key
 from models.directory import MAX_ID, people_in_role, roles_of
 from models.org import Community, Staff
 
@@ -115,10 +114,7 @@ def _check_proposer(session: Session, step: Step, person: Staff) -> None:
     key = (step.context or {}).get("approves")
     if not key:
         return
-    proposal = session.scalars(select(Step).where(
-        Step.case_id == step.case_id, Step.key == key)).first()
-    while proposal is not None and proposal.replaced_by:  # sent back and proposed again
-        proposal = session.get(Step, proposal.replaced_by)
+    proposal = step_by_key(session, step.case_id, key)  # proposed again if sent back
     if proposal is None or proposal.decision is None:
         return
     if proposal.decision.decided_by == person.id:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    select,
     update,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
@@ -167,3 +168,12 @@ def mark_decided(session: Session, step: Step, now: datetime) -> bool:
         .values(status=StepStatus.DECIDED, decided_at=now,
                 breached=Step.breached | (Step.due_at < now))
         .execution_options(synchronize_session=False))))
+
+
+def step_by_key(session: Session, case_id: int, key: str) -> Step | None:
+    """The case's step asked under this key: the instance that replaced it since, if it was
+    sent back or withdrawn (models.operations)."""
+    found = session.scalars(select(Step).where(Step.case_id == case_id, Step.key == key)).first()
+    while found is not None and found.replaced_by:
+        found = session.get(Step, found.replaced_by)
+    return found

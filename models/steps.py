@@ -17,7 +17,7 @@ from core.roles import LAST_RESORT
 from core.vocabulary import Role, StepStatus
 from models import authority, links, notices
 from models.authority import chain_of
-from models.cases import Case, Decision, Escalation, Step, mark_decided
+from models.cases import Case, Decision, Escalation, Step, mark_decided, step_by_key
 from models.db import rowcount
 from models.org import Staff
 from models.outbox import Message, Recipient, audit, audit_many
@@ -34,9 +34,7 @@ def open_step(
     """Write the step (window on its calendar), tell the assignee. Same key: same step —
     or the one that replaced it since (sent back, withdrawn), or a new one when a send-back
     or a withdrawal cancelled it (models.operations)."""
-    existing = session.scalars(select(Step).where(Step.case_id == case.id, Step.key == key)).first()
-    while existing is not None and existing.replaced_by:
-        existing = session.get(Step, existing.replaced_by)
+    existing = step_by_key(session, case.id, key)
     if existing is not None and existing.rewound:
         return reopen(session, existing, assignee_id=assignee_id, now=now, due_at=due_at)
     if existing:
