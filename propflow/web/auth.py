@@ -207,18 +207,16 @@ def _session_principal(session: dict[str, Any]) -> Principal | None:
     via: Literal["session", "link"] = "link" if step_id or case_id else "session"
     if staff_id is None:
         return Principal(None, "业主 (owner)", "link", case_id=case_id) if case_id else None
-    from models.accounts import Credential, version_of
     from models.db import unit_of_work
     from models.org import Staff
+    from propflow.accounts import credential_version
 
     with unit_of_work(write=False) as db:
         person = db.get(Staff, int(staff_id))
         if person is None or not person.active:
             return None
-        if "v" in session:
-            cred = db.get(Credential, person.id)
-            if cred is None or version_of(cred) != session["v"]:
-                return None
+        if "v" in session and credential_version(db, person.id) != session["v"]:
+            return None
         return Principal(person.id, person.name, via, step_id=step_id, case_id=case_id)
 
 
