@@ -23,7 +23,7 @@ from core.settings import get_settings
 from core.vocabulary import CaseStatus, StepStatus
 from models import directory, intake, lifecycle, limits, notices, scope, steps
 from models.authority import chain_of, reached, rule_allowing
-from models.cases import Case, Step
+from models.cases import Case, Decision, Step
 from models.db import unit_of_work
 from models.org import Staff, StaffRole, Unit
 from models.outbox import AuditEvent, Notification
@@ -79,8 +79,8 @@ def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
         at = now()
         decision = steps.decide(session, step=step, person=person, values=values, now=at,
                                 comment=comment, channel=channel)
-        run_id = step.case.flow_run_id
-        result = {"step": step.id, "case": step.case.number, "kind": step.kind,
+        run_id, decided = step.case.flow_run_id, step.id
+        result = {"step": decided, "case": step.case.number, "kind": step.kind,
                   "decided_by": person.id}
         if decision is None:  # one signature of several: the run has nothing to read yet
             operations.after_signing(session, step, person, at)
@@ -89,15 +89,28 @@ def decide(step_id: int | str, staff_id: int | str, values: dict[str, Any],
                              "delivery": "signed",
                              "waiting_for": signers.waiting_for(session, step)}
         result.update(values=decision.values, settled=True, decided_by=decision.decided_by)
-    # Stored first, then the run is woken; until the run has read the decision the SLA clock
-    # keeps waking it, so a failed wake here loses nothing, and the answer says so.
+    return result | delivery(run_id, decided)
+
+
+def delivery(run_id: str | None, step_id: int) -> dict[str, Any]:
+    """Wake the run for a stored decision and say truthfully whether it has it.
+
+    Stored first, then the run is woken; until the run has read the decision the SLA clock
+    keeps waking it, so a failed wake here loses nothing, and the answer says so. A wake can
+    also fail because the run already read the decision (the SLA clock woke it meanwhile and
+    it went on, even to its end): that is delivered, not queued."""
     woke = runs.wake(run_id)
-    result["delivered"] = bool(woke)
-    result["delivery"] = "delivered" if woke else "queued"
-    if not woke:
-        result["reason"] = getattr(woke, "reason", "") or runs.AGAIN.format(
-            n=f"{get_settings().sla_interval_seconds:g}")
-    return result
+    if woke or _read_already(step_id):
+        return {"delivered": True, "delivery": "delivered"}
+    return {"delivered": False, "delivery": "queued",
+            "reason": getattr(woke, "reason", "") or runs.AGAIN.format(
+                n=f"{get_settings().sla_interval_seconds:g}")}
+
+
+def _read_already(step_id: int) -> bool:
+    with unit_of_work(write=False) as session:
+        return session.scalar(select(Decision.delivered_at)
+                              .where(Decision.step_id == step_id)) is not None
 
 
 # --- approval operations (models/operations.py): each one transaction, audited; those that
@@ -622,12 +635,10 @@ def decide_as_owner(token: str, values: dict[str, Any], *, form_token: str) -> d
                             "of this link", field="csrf")
         decision = links.owner_decides(session, link, values, now())
         run_id = link.step.case.flow_run_id
-        result = {"step": link.step_id, "case": link.step.case.number, "kind": link.step.kind,
+        step_id = link.step_id
+        result = {"step": step_id, "case": link.step.case.number, "kind": link.step.kind,
                   "values": decision.values, "channel": decision.channel}
-    woke = runs.wake(run_id)
-    result["delivered"] = bool(woke)
-    result["delivery"] = "delivered" if woke else "queued"
-    return result
+    return result | delivery(run_id, step_id)
 
 
 # --- reception day (接访日) ----------------------------------------------------------------

@@ -194,6 +194,24 @@ def test_a_decision_delivered_says_so(work, monkeypatch):
     assert result["delivery"] == "delivered" and "reason" not in result
 
 
+def test_a_decision_the_run_read_before_the_wake_says_delivered(work, monkeypatch):
+    """The SLA clock woke the run between the store and the wake-up, and the run read the
+    decision and went on to its end: the wake-up fails, yet the decision was delivered."""
+    from models.cases import Decision
+
+    def read_meanwhile(run_id: str | None) -> runs.Wake:
+        with unit_of_work() as session:
+            for decision in session.scalars(select(Decision)):
+                decision.delivered_at = decision.created_at
+        return runs.Wake(False, "流程尚未进入等待 (the run is Completed, not waiting yet)")
+
+    monkeypatch.setattr(runs, "wake", read_meanwhile)
+    result = cli_json("steps", "decide", str(work["fresh"]["step"]), "--as",
+                      str(work["staff"]["郑浩"]), "--set", "diagnosis=灯管老化")
+    assert result["delivery"] == "delivered" and result["delivered"] is True
+    assert "reason" not in result
+
+
 def test_the_demo_has_a_household_in_every_unit(demo):
     from propflow.demo import seed
 
