@@ -80,7 +80,8 @@ def check_not_proposer(session: Session, step: Step, person: Staff) -> None:
     _check_proposer(session, step, person)
 
 
-def _who(session: Session, staff_id: int | None, word: str = "员工 ") -> str:
+def staff_label(session: Session, staff_id: int | None, word: str = "员工 ") -> str:
+    """How a refusal names a member of staff: 员工 7（王五）."""
     person = session.get(Staff, staff_id) if staff_id else None
     return f"{word}{staff_id}（{person.name if person else '?'}）"
 
@@ -89,7 +90,7 @@ def _refusal(session: Session, step: Step, person: Staff) -> str:
     roles = roles_of(person, step.case.community_id)
     chain = chain_of(step)
     own = f"stand_ins.{step.role}：{stand_ins(step.role)}"
-    head = (f"as：{_who(session, person.id)}无权处理步骤 {step.id}（{step.kind}，角色 "
+    head = (f"as：{staff_label(session, person.id)}无权处理步骤 {step.id}（{step.kind}，角色 "
             f"{step.role}，第 {step.level} 级）；")
     later = [r for r in chain[step.level:] if r in roles]
     if later:
@@ -103,7 +104,8 @@ def _refusal(session: Session, step: Step, person: Staff) -> str:
                 f"替岗角色（{own}）及已升级到的层级处理")
     allowed = sorted({*([] if step.assignee_id else [step.role]), *stand_ins(step.role),
                       *reached(step)})
-    who = f"{_who(session, step.assignee_id, 'assignee staff ')} or " if step.assignee_id else ""
+    who = (f"{staff_label(session, step.assignee_id, 'assignee staff ')} or "
+           if step.assignee_id else "")
     nxt = (f"; once escalated to level {step.level + 1}, {chain[step.level]}"
            if step.level < len(chain) else "")
     return f"{head}{rule}；expected {who}a role among {allowed}{nxt}"
@@ -119,7 +121,7 @@ def _check_proposer(session: Session, step: Step, person: Staff) -> None:
         return
     if proposal.decision.decided_by == person.id:
         raise Forbidden(
-            f"as：{_who(session, person.id)}无权处理步骤 {step.id}（{step.kind}）；"
+            f"as：{staff_label(session, person.id)}无权处理步骤 {step.id}（{step.kind}）；"
             f"规则（proposer）：审批不能由提出所审批方案的人处理（{key} 由其决定）；"
             f"expected another {step.role}, or the level above once the step escalates",
             field="as")
@@ -156,6 +158,6 @@ def staff_of(session: Session, community_id: int, staff_id: int | str, *, field:
                        field=field)
     held = roles_of(person, community_id)
     if not held or (role and role not in held):
-        raise PropflowError(f"{field}：{_who(session, person.id)}不是{where}的{wanted}；"
+        raise PropflowError(f"{field}：{staff_label(session, person.id)}不是{where}的{wanted}；"
                             f"{rule}；{expected}", field=field)
     return person

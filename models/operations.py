@@ -24,6 +24,7 @@ from core.errors import Conflict, Forbidden, PropflowError
 from core.policy import get_policy
 from core.vocabulary import CaseStatus, Role, StepStatus
 from models import authority, limits, notices, signers, steps
+from models.authority import staff_label
 from models.cases import Step
 from models.db import rowcount
 from models.directory import roles_of
@@ -54,11 +55,6 @@ LABELS = {  # operation: (zh, en, what the one told is to do, zh and en)
     "your_turn": ("轮到您审批", "your turn to approve", "前一位已签署，请处理。",
                   "The signer before you has signed: your turn."),
 }
-
-
-def _who(session: Session, staff_id: int | None) -> str:
-    person = session.get(Staff, staff_id) if staff_id else None
-    return f"员工 {staff_id}（{person.name if person else '?'}）"
 
 
 def _waiting(step: Step, field: str = "step") -> None:
@@ -111,13 +107,16 @@ def _own_turn(session: Session, step: Step, person: Staff, operation: str,
     zh = LABELS[operation][0]
     why = ("替岗或升级层级只能直接处理" if turn.how == "override"
            else "加签人和受托人只处理自己的一环")
-    raise Forbidden(f"as：{_who(session, person.id)}不能对步骤 {step.id}（{step.kind}）{zh}；"
+    raise Forbidden(f"as：{staff_label(session, person.id)}不能对步骤 {step.id}"
+                    f"（{step.kind}）{zh}；"
                     f"规则（own_step）：{zh}由步骤的处理人本人（或会签中的审批人）发起，{why}"
                     f"；expected {_decider(session, step)}", field="as")
 
 
 def _decider(session: Session, step: Step) -> str:
-    return _who(session, step.assignee_id) if step.assignee_id else f"a {step.role} of the case"
+    if step.assignee_id:
+        return staff_label(session, step.assignee_id)
+    return f"a {step.role} of the case"
 
 
 def _pending_added(session: Session, step: Step, anchor: int | None) -> list[Signer]:
@@ -131,7 +130,7 @@ def _colleague(session: Session, step: Step, person: Staff, to: int | str,
     """Active staff of the case's community (rule reference, models.authority), not oneself."""
     target = authority.staff_of(session, step.case.community_id, to, field="to", role=role)
     if target.id == person.id:
-        raise PropflowError(f"to：不能指定自己（{_who(session, person.id)}）；expected a "
+        raise PropflowError(f"to：不能指定自己（{staff_label(session, person.id)}）；expected a "
                             "colleague's staff id", field="to")
     return target
 
@@ -152,11 +151,12 @@ def claim(session: Session, step: Step, person: Staff, now: datetime) -> dict[st
                         "规则（signers）：多人审批的步骤由各审批角色签署，不能认领；expected "
                         "`propflow steps decide` by one of its approvers", field="step")
     if step.assignee_id is not None:
-        raise Conflict(f"step：步骤 {step.id} 已由{_who(session, step.assignee_id)}处理；"
+        raise Conflict(f"step：步骤 {step.id} 已由{staff_label(session, step.assignee_id)}处理；"
                        "规则（claim）：只能认领未指派的步骤；expected a step listed under a role "
                        "with no assignee", field="step")
     if step.role not in roles_of(person, step.case.community_id):
-        raise Forbidden(f"as：{_who(session, person.id)}不持有 {step.role} 角色；规则（role）："
+        raise Forbidden(f"as：{staff_label(session, person.id)}不持有 {step.role} 角色；"
+                        "规则（role）："
                         f"未指派的步骤由本项目持 {step.role} 角色者认领；expected a {step.role} "
                         "of the case's community", field="as")
     step.assignee_id = step.claimed_by = person.id
@@ -170,8 +170,9 @@ def unclaim(session: Session, step: Step, person: Staff, now: datetime) -> dict[
     """退回: a step the person claimed goes back to everyone of its role."""
     _waiting(step)
     if step.claimed_by != person.id or step.assignee_id != person.id:
-        by = _who(session, step.claimed_by) if step.claimed_by else "a claimed step"
-        raise Forbidden(f"as：{_who(session, person.id)}没有认领步骤 {step.id}；规则（unclaim）："
+        by = staff_label(session, step.claimed_by) if step.claimed_by else "a claimed step"
+        raise Forbidden(f"as：{staff_label(session, person.id)}没有认领步骤 {step.id}；"
+                        "规则（unclaim）："
                         "只有认领人可以退回自己认领的步骤，指派或转办来的步骤请转办；"
                         f"expected {by}", field="as")
     pending = _pending_added(session, step, None)
@@ -255,7 +256,8 @@ def add_signer(session: Session, step: Step, person: Staff, to: int | str, posit
     target = _colleague(session, step, person, to)
     if any(r.staff_id == target.id and r.status == signers.PENDING and r.kind != signers.CC
            for r in signers.rows(session, step)):
-        raise Conflict(f"to：{_who(session, target.id)}已在此步骤等待签署；规则（add_signer）："
+        raise Conflict(f"to：{staff_label(session, target.id)}已在此步骤等待签署；"
+                       "规则（add_signer）："
                        "同一人不重复加签；expected someone else", field="to")
     _take(step, person, turn)
     kind = signers.BEFORE if position == "before" else signers.AFTER
@@ -286,7 +288,8 @@ def cc(session: Session, step: Step, person: Staff, to: list[int | str], reason:
     if step.status == StepStatus.WAITING:
         signers.turn(session, step, person)  # whoever has a part in it may copy others
     elif not (step.decision and step.decision.decided_by == person.id):
-        raise Forbidden(f"as：{_who(session, person.id)}不能抄送步骤 {step.id}；规则（cc）：由步骤"
+        raise Forbidden(f"as：{staff_label(session, person.id)}不能抄送步骤 {step.id}；"
+                        "规则（cc）：由步骤"
                         "的处理人抄送；expected its decider", field="as")
     if not to:
         raise PropflowError("to：请给出抄送人；expected one or more staff ids", field="to")
@@ -403,9 +406,10 @@ def withdraw(session: Session, step: Step, person: Staff, reason: str,
                        f"{step.status})；规则（withdraw）：只能撤回自己已作出的决定；expected a "
                        "decided step", field="step")
     if decision.decided_by != person.id:
-        raise Forbidden(f"as：步骤 {step.id} 由{_who(session, decision.decided_by)}决定；规则"
+        raise Forbidden(f"as：步骤 {step.id} 由{staff_label(session, decision.decided_by)}决定；"
+                        "规则"
                         "（withdraw）：只有作出决定的人可以撤回；expected "
-                        f"{_who(session, decision.decided_by)}", field="as")
+                        f"{staff_label(session, decision.decided_by)}", field="as")
     if step.case.status == CaseStatus.CLOSED:
         raise Conflict(f"step：工单 {step.case.number} 已关闭；规则（withdraw）：已关闭的工单不能"
                        "撤回；expected an open case", field="step")

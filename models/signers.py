@@ -19,6 +19,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.errors import Forbidden
 from models import authority
+from models.authority import staff_label
 from models.cases import Step
 from models.db import Base, UTCDateTime
 from models.directory import roles_of
@@ -107,11 +108,6 @@ class Turn:
         return self.row.id if self.row is not None and self.row.kind == APPROVER else None
 
 
-def _name(session: Session, staff_id: int | None) -> str:
-    person = session.get(Staff, staff_id) if staff_id else None
-    return f"员工 {staff_id}（{person.name if person else '?'}）"
-
-
 def _theirs(step: Step, row: Signer, person: Staff, held: list[Signer]) -> bool:
     if row.staff_id is not None:
         return row.staff_id == person.id
@@ -180,13 +176,13 @@ def turn(session: Session, step: Step, person: Staff) -> Turn:
 def _refused(session: Session, step: Step, person: Staff, rule: str, why: str,
              waiting: list[Signer]) -> str:
     who = "、".join(describe(session, r) for r in waiting) or "-"
-    return (f"as：{_name(session, person.id)}现在不能处理步骤 {step.id}（{step.kind}）；"
+    return (f"as：{staff_label(session, person.id)}现在不能处理步骤 {step.id}（{step.kind}）；"
             f"规则（{rule}）：{why}；expected {who} first")
 
 
 def describe(session: Session, row: Signer) -> str:
     if row.staff_id:
-        return f"{_name(session, row.staff_id)}[{KIND_LABELS.get(row.kind, row.kind)}]"
+        return f"{staff_label(session, row.staff_id)}[{KIND_LABELS.get(row.kind, row.kind)}]"
     return f"{row.role} 角色[{KIND_LABELS.get(row.kind, row.kind)}]"
 
 
@@ -197,7 +193,7 @@ def _why_not(session: Session, step: Step, person: Staff, held: list[Signer], se
         and r.role in roles_of(person, step.case.community_id))]
     if any(r.kind == CC for r in mine) and not any(r.kind != CC for r in mine):
         up = [describe(session, r) for r in held if r.status == PENDING and r.kind != CC]
-        return (f"as：{_name(session, person.id)}是步骤 {step.id}（{step.kind}）的抄送人；"
+        return (f"as：{staff_label(session, person.id)}是步骤 {step.id}（{step.kind}）的抄送人；"
                 "规则（cc）：抄送人只能查看，不能处理；expected the step's decider "
                 f"({', '.join(up) or step.role})")
     for row in mine:
@@ -209,21 +205,21 @@ def _why_not(session: Session, step: Step, person: Staff, held: list[Signer], se
                    if any(b.kind == APPROVER for b in blockers) else "前加签的人须先处理"
                    }.get(row.kind, "尚未轮到您")
             if row.kind == AFTER and row.anchor_id is None:  # waits for whoever added them
-                return (f"as：{_name(session, person.id)}现在不能处理步骤 {step.id}"
+                return (f"as：{staff_label(session, person.id)}现在不能处理步骤 {step.id}"
                         f"（{step.kind}）；规则（{rule}）：{why}；expected "
-                        f"{_name(session, row.added_by)} first")
+                        f"{staff_label(session, row.added_by)} first")
             return _refused(session, step, person, rule, why, blockers)
     if any(r.kind == APPROVER and r.signed_by == person.id for r in held):
         waiting = [r for r in held if r.status == PENDING and r.kind in (APPROVER, AFTER)]
         return _refused(session, step, person, "signed", "您已签署此步骤，每人只签一次", waiting)
     if multi:
         roles = [r.role for r in held if r.kind == APPROVER]
-        return (f"as：{_name(session, person.id)}无权处理步骤 {step.id}（{step.kind}）；"
+        return (f"as：{staff_label(session, person.id)}无权处理步骤 {step.id}（{step.kind}）；"
                 f"规则（signers）：{MODES.get(mode(step) or '', '')}步骤由策略列出的审批角色签署"
                 f"（{mode(step)}: {roles}），或由已升级到的层级处理；expected a holder of one of "
                 f"{roles} who has not signed yet")
     authority.check_decider(session, step, person)  # raises, naming the rule
-    raise Forbidden(f"as：{_name(session, person.id)}无权处理步骤 {step.id}", field="as")
+    raise Forbidden(f"as：{staff_label(session, person.id)}无权处理步骤 {step.id}", field="as")
 
 
 def proposal(session: Session, step: Step, turn_: Turn) -> Signer | None:
@@ -320,7 +316,7 @@ def waiting_for(session: Session, step: Step) -> list[dict[str, Any]]:
         and not any(r.kind == PRINCIPAL and r.status == SIGNED for r in held)
     if principal_waits:
         out.append({"kind": PRINCIPAL, "staff": step.assignee_id, "role": step.role,
-                    "who": _name(session, step.assignee_id) if step.assignee_id
+                    "who": staff_label(session, step.assignee_id) if step.assignee_id
                     else f"{step.role} 角色"})
     return out
 
