@@ -228,7 +228,7 @@ def list_steps(case: str | None = None, role: str | None = None,
     a person was copied on (抄送)."""
     if role:  # a misspelt role would list nothing and look like an empty queue
         directory.role(role)
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         person = directory.staff(session, mine, field="as") if mine is not None else None
         query = select(Step).join(Case).order_by(Step.due_at, Step.id)
         if case:
@@ -269,7 +269,7 @@ def show_step(step_id: int | str) -> dict[str, Any]:
     """One step as whoever must act on it needs it: its form, window, level, who decides."""
     from models.forms import FORMS, form_key  # pydantic forms: only this command needs them
 
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         step = directory.step(session, step_id)
         out = step_row(step)
         chain = chain_of(step)
@@ -337,7 +337,7 @@ def case_summary(session: Any, case: Case) -> dict[str, Any]:
 
 
 def list_cases() -> list[dict[str, Any]]:
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         return [case_summary(session, c) for c in session.scalars(select(Case).order_by(Case.id))]
 
 
@@ -351,7 +351,7 @@ def repair_progress(number: str, staff_id: int | str, note: str) -> dict[str, An
 
 
 def show_case(number: str) -> dict[str, Any]:
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         case = directory.case(session, number)
         out = case_summary(session, case)
         out["description"] = case.description
@@ -400,7 +400,7 @@ def notification_rows(session: Any, case_id: int | None,
 def list_notifications(case: str | None = None,
                        to: int | str | None = None) -> list[dict[str, Any]]:
     """The outbox, of one case or to one member of staff (what reached their inbox and where)."""
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         case_id = directory.case(session, case).id if case else None
         person = directory.staff(session, to, field="to") if to is not None else None
         return notification_rows(session, case_id, f"staff:{person.id}" if person else None)
@@ -434,7 +434,7 @@ def find_cases(viewer: int | str, *, procedure: str | None = None,
                overdue: bool = False, q: str | None = None, limit: int = 50,
                offset: int = 0) -> dict[str, Any]:
     """The cases the viewer sees, newest first, filtered and paged."""
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         person = _viewer(session, viewer)
         query = select(Case).where(scope.cases_where(session, person))
         if procedure:
@@ -543,7 +543,7 @@ def open_case_as(procedure: str, fields: dict[str, Any], viewer: int | str, *,
 
 def notifications_as(viewer: int | str, *, unread: bool = False) -> list[dict[str, Any]]:
     """What was sent to the viewer, with when they read it."""
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         person = _viewer(session, viewer)
         rows = notification_rows(session, None, f"staff:{person.id}")
         read = dict(session.execute(select(Notification.id, Notification.read_at).where(

@@ -49,7 +49,7 @@ def _function(name: str) -> Any:
 def colleagues(case_number: str, staff_id: int) -> list[dict[str, Any]]:
     """Active staff of the case's community (and company level), but the viewer: whom a
     step can be transferred, delegated, added or copied to."""
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         community = session.scalar(select(Case.community_id).where(Case.number == case_number))
         people = session.scalars(
             select(Staff).join(StaffRole, StaffRole.staff_id == Staff.id)

@@ -42,7 +42,7 @@ def _case_link(number: str, run_id: str | None) -> dict[str, Any]:
 
 def summary(viewer: int) -> list[dict[str, Any]]:
     at = now()
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         person = directory.staff(session, viewer, field="as")
         ids = scope.community_ids(session, person)
         communities = list(session.scalars(select(Community).where(Community.id.in_(ids))

@@ -42,13 +42,13 @@ BATCH = 200
 
 def last_id() -> int:
     """Where a page rendered now starts listening: events after it are news to it."""
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         return int(session.scalar(select(func.max(AuditEvent.id))) or 0)
 
 
 def newer(principal: Principal, after: int, case: str | None = None) -> list[dict[str, Any]]:
     """Audit rows after `after` on cases this principal may see (one case if given)."""
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         query = (select(AuditEvent.id, AuditEvent.action, AuditEvent.detail, Case.number)
                  .join(Case, Case.id == AuditEvent.case_id)
                  .where(AuditEvent.id > after).order_by(AuditEvent.id).limit(BATCH))

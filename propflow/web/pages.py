@@ -92,7 +92,7 @@ def _cases(numbers: list[str]) -> dict[str, dict[str, Any]]:
     """What an inbox row says about its case: procedure, unit, the first words."""
     if not numbers:
         return {}
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         rows = session.execute(
             select(Case.number, Case.procedure, Case.description, Case.priority, Unit.code)
             .outerjoin(Unit, Unit.id == Case.unit_id).where(Case.number.in_(numbers)))
@@ -157,7 +157,7 @@ def _names(case: dict[str, Any], lang: str) -> dict[str, str]:
     for e in case["timeline"]:  # a process, by what it is rather than its host and pid
         if "@" in e["actor"] and e["actor"].split("@")[0] == "sla":
             out[e["actor"]] = out["sla-clock"]
-    with unit_of_work() as session:
+    with unit_of_work(write=False) as session:
         for staff_id, name in session.execute(select(Staff.id, Staff.name)
                                               .where(Staff.id.in_(ids))):
             out[f"staff:{staff_id}"] = out[str(staff_id)] = name
