@@ -189,11 +189,44 @@ def test_the_demo_policy_passes(policy_with):
 
 # --- the steps each flow asks for ------------------------------------------------------------
 
+def _tables(tree: ast.Module) -> dict[str, set[str]]:
+    """Module-level dicts keyed by string literals: step tables a flow loops over."""
+    tables: dict[str, set[str]] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else \
+            node.target if isinstance(node, ast.AnnAssign) else None
+        value = getattr(node, "value", None)
+        if isinstance(target, ast.Name) and isinstance(value, ast.Dict) and all(
+                isinstance(k, ast.Constant) and isinstance(k.value, str) for k in value.keys):
+            tables[target.id] = {k.value for k in value.keys if isinstance(k, ast.Constant)}
+    return tables
+
+
+def _looped(tree: ast.Module) -> dict[str, set[str]]:
+    """Names bound by `for kind, role in TABLE.items()` (or over TABLE): the table's keys."""
+    tables = _tables(tree)
+    bound: dict[str, set[str]] = {}
+    for node in ast.walk(tree):
+        if not isinstance(node, (ast.For, ast.comprehension)):
+            continue
+        source = node.iter
+        if isinstance(source, ast.Call) and isinstance(source.func, ast.Attribute) \
+                and source.func.attr in ("items", "keys"):
+            source = source.func.value
+        first = node.target.elts[0] if isinstance(node.target, ast.Tuple) else node.target
+        if isinstance(source, ast.Name) and source.id in tables and isinstance(first, ast.Name):
+            bound[first.id] = tables[source.id]
+    return bound
+
+
 def _asked(source: str) -> tuple[set[str], list[int]]:
-    """The step kinds a flow module opens, and the lines where the kind is not a literal."""
+    """The step kinds a flow module opens, and the lines where the kind is not a literal
+    (nor a name looping over a module-level table of literals)."""
     kinds: set[str] = set()
     unreadable: list[int] = []
-    for node in ast.walk(ast.parse(source)):
+    tree = ast.parse(source)
+    looped = _looped(tree)
+    for node in ast.walk(tree):
         if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Name):
             continue
         if node.func.id in ("ask", "open_step") and len(node.args) >= 3:
@@ -207,6 +240,8 @@ def _asked(source: str) -> tuple[set[str], list[int]]:
         for kind in found:
             if isinstance(kind, ast.Constant) and isinstance(kind.value, str):
                 kinds.add(kind.value)
+            elif isinstance(kind, ast.Name) and kind.id in looped:
+                kinds |= looped[kind.id]
             else:
                 unreadable.append(node.lineno)
     return kinds, unreadable
