@@ -71,13 +71,8 @@ def check_decider(session: Session, step: Step, person: Staff) -> str:
     rule = rule_allowing(step, person)
     if rule is None:
         raise Forbidden(_refusal(session, step, person), field="as")
-    _check_proposer(session, step, person)
+    check_not_proposer(session, step, person)
     return rule
-
-
-def check_not_proposer(session: Session, step: Step, person: Staff) -> None:
-    """Forbidden when the person proposed what this approval step approves (rule proposer)."""
-    _check_proposer(session, step, person)
 
 
 def staff_label(session: Session, staff_id: int | None, word: str = "员工 ") -> str:
@@ -111,8 +106,9 @@ def _refusal(session: Session, step: Step, person: Staff) -> str:
     return f"{head}{rule}；expected {who}a role among {allowed}{nxt}"
 
 
-def _check_proposer(session: Session, step: Step, person: Staff) -> None:
-    """An approval step names the step whose proposal it approves (context "approves")."""
+def check_not_proposer(session: Session, step: Step, person: Staff) -> None:
+    """Forbidden when the person proposed what this approval step approves (rule proposer):
+    an approval step names the step whose proposal it approves (context "approves")."""
     key = (step.context or {}).get("approves")
     if not key:
         return

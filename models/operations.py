@@ -85,10 +85,6 @@ def _tell(session: Session, step: Step, operation: str, by: Staff, to: list[Reci
                  key=key or f"step:{step.id}:{operation}:{uuid.uuid4().hex}", now=now, **ctx)
 
 
-def _staff_to(session: Session, person: Staff) -> list[Recipient]:
-    return [notices.staff_recipient(person)]
-
-
 def _row(step: Step) -> dict[str, Any]:
     return {"step": step.id, "key": step.key, "case": step.case.number, "status": step.status,
             "assignee": step.assignee_id}
@@ -220,7 +216,7 @@ def transfer(session: Session, step: Step, person: Staff, to: int | str, reason:
           case_id=step.case_id, step=step.key, **{"from": before, "to": target.id},
           role=role, reason=reason, rule=turn.rule)
     session.flush()
-    _tell(session, step, "transfer", person, _staff_to(session, target), reason, now)
+    _tell(session, step, "transfer", person, [notices.staff_recipient(target)], reason, now)
     return _row(step) | {"to": target.id, "to_name": target.name}
 
 
@@ -239,7 +235,7 @@ def delegate(session: Session, step: Step, person: Staff, to: int | str, reason:
     row = _add(session, step, signers.DELEGATE, target, person, turn, now)
     audit(session, at=now, actor=f"staff:{person.id}", action="delegated", case_id=step.case_id,
           step=step.key, to=target.id, reason=reason)
-    _tell(session, step, "delegate", person, _staff_to(session, target), reason, now)
+    _tell(session, step, "delegate", person, [notices.staff_recipient(target)], reason, now)
     return _row(step) | {"to": target.id, "to_name": target.name, "signer": row.id}
 
 
@@ -264,8 +260,8 @@ def add_signer(session: Session, step: Step, person: Staff, to: int | str, posit
     row = _add(session, step, kind, target, person, turn, now)
     audit(session, at=now, actor=f"staff:{person.id}", action="signer_added",
           case_id=step.case_id, step=step.key, to=target.id, position=position, reason=reason)
-    _tell(session, step, f"add_signer_{position}", person, _staff_to(session, target), reason,
-          now)
+    _tell(session, step, f"add_signer_{position}", person, [notices.staff_recipient(target)],
+          reason, now)
     return _row(step) | {"to": target.id, "to_name": target.name, "position": position,
                                "signer": row.id}
 
@@ -340,24 +336,20 @@ def send_back(session: Session, step: Step, person: Staff, reason: str,
     since = _opened_since(session, step.case_id, previous)
     for other in since:
         _rewind(session, other, now)
-    decider = previous.decision.decided_by
-    keep = decider if previous.role != Role.OWNER and _active(session, decider) else None
-    again = steps.reopen(session, previous, assignee_id=keep or previous.assignee_id, now=now)
+    decider = session.get(Staff, previous.decision.decided_by) \
+        if previous.decision.decided_by else None
+    keep = decider if previous.role != Role.OWNER and decider and decider.active else None
+    again = steps.reopen(session, previous, assignee_id=keep.id if keep else previous.assignee_id,
+                         now=now)
     audit(session, at=now, actor=f"staff:{person.id}", action="sent_back", case_id=step.case_id,
           step=step.key, to_step=previous.key, reopened=again.key, reason=reason,
           cancelled=[s.key for s in since], rule=turn.rule)
     session.flush()
-    told = [notices.staff_recipient(p) for p in [session.get(Staff, keep)] if p] if keep \
-        else notices.step_recipients(session, again)
+    told = [notices.staff_recipient(keep)] if keep else notices.step_recipients(session, again)
     _tell(session, again, "send_back", person, told, reason, now)
     return {"step": step.id, "key": step.key, "case": step.case.number, "status": step.status,
             "sent_back_to": previous.key, "reopened": again.id, "reopened_key": again.key,
             "assignee": again.assignee_id}
-
-
-def _active(session: Session, staff_id: int | None) -> bool:
-    person = session.get(Staff, staff_id) if staff_id else None
-    return bool(person and person.active)
 
 
 def _previous(session: Session, step: Step) -> Step | None:
@@ -447,7 +439,7 @@ def after_signing(session: Session, step: Step, person: Staff, now: datetime) ->
         adder = session.get(Staff, done[-1].added_by)
         if adder is not None:
             operation = "proposed" if done[-1].kind == signers.DELEGATE else "signed_before"
-            _tell(session, step, operation, person, _staff_to(session, adder),
+            _tell(session, step, operation, person, [notices.staff_recipient(adder)],
                   done[-1].comment, now)
     seq = signers.mode(step) == "sequence"
     for row in held:
