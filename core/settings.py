@@ -51,7 +51,12 @@ class Settings:
     # Signs session cookies and one-tap links; unset: one is made once under PROPFLOW_HOME.
     secret_key: str | None = None
     # Where people reach the web door from outside: one-tap links in messages start with it.
-    public_url: str = "http://127.0.0.1:8080"
+    # Unset: the web door's own address (web_host:web_port).
+    public_url: str | None = None
+
+    @property
+    def link_base(self) -> str:
+        return (self.public_url or f"http://{self.web_host}:{self.web_port}").rstrip("/")
 
     @property
     def db_url(self) -> str:

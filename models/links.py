@@ -87,7 +87,7 @@ def write(session: Session, batch: list[dict[str, Any]]) -> None:
 
 
 def url(token: str, audience: Audience) -> str:
-    base = get_settings().public_url.rstrip("/")
+    base = get_settings().link_base
     return f"{base}/{'l' if audience == 'staff' else 'o'}/{token}"
 
 

@@ -17,6 +17,8 @@ os.environ["PREFECT_HOME"] = str(_tmp / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PROPFLOW_PAUSE_POLL_SECONDS"] = "0.2"
 os.environ["PROPFLOW_WEB_PORT"] = "0"  # a served web door takes a free port (servekit, webkit)
+# Links in messages keep one address whatever port a test's web door took.
+os.environ["PROPFLOW_PUBLIC_URL"] = "http://127.0.0.1:8080"
 os.environ.pop("PROPFLOW_DATABASE_URL", None)
 os.environ.pop("PROPFLOW_MODE", None)
 

@@ -355,3 +355,21 @@ def test_the_front_desk_makes_a_new_link_when_one_expired(web_client, demo, repa
     with unit_of_work() as session:
         assert len(session.scalars(select(AuditEvent).where(
             AuditEvent.action == "link_created")).all()) == 2
+
+
+def test_links_start_at_the_web_doors_own_address_when_no_public_url_is_set(monkeypatch):
+    """A service on another port (scripts/run with PROPFLOW_WEB_PORT=8090) sends links people
+    can open, not links to a port nothing listens on."""
+    from core.settings import reset_settings
+    monkeypatch.delenv("PROPFLOW_PUBLIC_URL")
+    monkeypatch.setenv("PROPFLOW_WEB_PORT", "8090")
+    reset_settings()
+    try:
+        from models.links import url
+        assert url("abc", "staff") == "http://127.0.0.1:8090/l/abc"
+        monkeypatch.setenv("PROPFLOW_PUBLIC_URL", "https://wy.example.cn/")
+        reset_settings()
+        assert url("abc", "owner") == "https://wy.example.cn/o/abc"
+    finally:
+        monkeypatch.undo()
+        reset_settings()
