@@ -113,6 +113,8 @@ class Bench:
             env["PREFECT_API_DATABASE_CONNECTION_URL"] = (
                 f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.prefect_pg}")
         port = free_port()
+        # As scripts/run starts it: without the services propflow does not use.
+        env = dict(prefect_env.configure_server(dict(os.environ)), **env)
         proc = self.spawn([str(Path(PY).parent / "prefect"), "server", "start", "--host",
                            "127.0.0.1", "--port", str(port)], "prefect-server.log", **env)
         url = f"http://127.0.0.1:{port}/api"

@@ -25,6 +25,7 @@ os.environ.pop("PROPFLOW_MODE", None)
 from core import prefect_env  # noqa: E402
 
 prefect_env.configure()
+prefect_env.configure_server()  # the session's Prefect server, as scripts/run starts one
 
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
