@@ -174,3 +174,42 @@ def test_an_open_whose_run_cannot_be_recorded_still_reports_the_saved_case(
         holder.close()
         db_module.dispose_engines()
     assert opened["flow_run_id"] == "run-1" and opened["number"] in _runs()
+
+
+def test_a_start_refused_by_a_busy_prefect_is_tried_again_at_once(http_receiver, monkeypatch):
+    """A Prefect server on SQLite refuses a write that collides with another (503, nothing
+    created): the start tries again itself rather than sleep through Prefect's 2 s backoff."""
+    import time
+    import uuid
+
+    import prefect.client.base
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class NoBackoff:  # Prefect's client sleeping before a retry fails the start
+        def __getattr__(self, name: str) -> object:
+            return getattr(time, name)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            raise AssertionError(f"Prefect's client backed off {seconds:.1f}s")
+
+    monkeypatch.setattr(prefect.client.base, "time", NoBackoff())
+    monkeypatch.setattr(runs, "QUICK_TRIES", (0.01, 0.01, 0.01))
+    run_id = str(uuid.uuid4())
+    http_receiver.respond_with({"detail": "unexpected"}, status=500)
+    http_receiver.respond_once(
+        {"id": str(uuid.uuid4()), "name": "repair", "flow_id": str(uuid.uuid4())},
+        (422, {"detail": "CSRF protection is disabled."}),
+        (503, {"exception_message": "Service Unavailable"}),
+        (503, {"exception_message": "Service Unavailable"}),
+        (201, {"id": run_id, "flow_id": str(uuid.uuid4()), "name": "R-1"}))
+    with temporary_settings({PREFECT_API_URL: f"{http_receiver.url}/api"}):
+        assert runs.start("repair", 1, "R-1") == run_id
+    posts = [r for r in http_receiver.requests if r.method == "POST"]
+    assert [r.path for r in posts] == [posts[0].path] * 3
+    assert posts[0].path.endswith("/create_flow_run")
+    assert posts[-1].json["parameters"] == {"case_id": 1, "number": "R-1"}
+    assert posts[-1].json["name"] == "R-1"
+    # The deployment is read once for all three tries.
+    assert sum(r.path.endswith("/deployments/name/repair/repair")
+               for r in http_receiver.requests) == 1
