@@ -5,15 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from core import procedures
 from core.errors import PropflowError
-from core.policy import Policy, get_policy
-from core.policy import Procedure as PolicySection
+from core.policy import get_policy
 from core.vocabulary import Role
 from models import directory, lifecycle, limits, notices
 from models.authority import staff_of
@@ -21,6 +20,10 @@ from models.cases import Case
 from models.intake import Intake, Opening, Place
 from models.org import Staff
 from models.validate import IntakeChannel, Phone, StaffRef, choice, text
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Policy
+    from core.policy import Procedure as PolicySection
 
 
 class ComplaintIntake(Intake):

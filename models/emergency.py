@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import ConfigDict, Field
 from sqlalchemy import select
@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from core import labels
 from core.errors import NotFound
-from core.policy import Procedure as PolicySection
 from core.policy import get_policy
 from core.vocabulary import Priority
 from models import authority, directory, limits, notices
@@ -22,6 +21,9 @@ from models.intake import Intake, Opening, Place
 from models.org import Building, Staff
 from models.outbox import audit
 from models.validate import CommaList, OptionalPhone, choice, text
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Procedure as PolicySection
 
 
 class EmergencyIntake(Intake):

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.orm import Session
 
 from core import procedures
 from core.errors import PropflowError
-from core.policy import Procedure as PolicySection
 from core.policy import get_policy
 from core.vocabulary import CaseStatus, Channel, Priority
 from models import directory, notices
@@ -28,6 +27,9 @@ from models.cases import Case
 from models.numbers import next_number
 from models.org import Unit
 from models.outbox import audit
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Procedure as PolicySection
 
 
 @dataclass(frozen=True)

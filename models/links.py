@@ -12,18 +12,21 @@ import hashlib
 import secrets
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import ForeignKey, String, insert, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column, relationship
 
 from core.errors import Conflict, NotFound
-from core.policy import Policy, get_policy
+from core.policy import get_policy
 from core.settings import get_settings
 from core.vocabulary import Role, StepStatus
 from models.cases import Decision, Step, mark_decided
 from models.db import Base, UTCDateTime, rowcount
 from models.outbox import Recipient, audit
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Policy
 
 Audience = Literal["staff", "owner"]
 # The owner's own steps that have an answer page (propflow/web/owner.py).

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -22,13 +22,16 @@ from pydantic import (
 from sqlalchemy.orm import Session
 
 from core.errors import PropflowError
-from core.policy import Policy, get_policy
-from core.policy import Procedure as PolicySection
+from core.policy import get_policy
 from models import identity, limits
 from models.cases import Case
 from models.forms import AnswerForm, Form, Short
 from models.intake import Intake, Opening, Place
 from models.validate import CommaList, Phone, choice, text
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Policy
+    from core.policy import Procedure as PolicySection
 
 BUYERS = ("owner", "agent", "company")
 BUYER_LABELS = {"owner": "业主本人", "agent": "委托代理人", "company": "公司购房"}

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import labels
-from core.policy import Policy, get_policy
+from core.policy import get_policy
 from core.vocabulary import Role
 from models.cases import Case, Step
 from models.directory import people_in_role
 from models.org import Staff, Unit
 from models.outbox import Message, Recipient, notify, notify_many
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Policy
 
 
 def local(at: datetime | None, tz: str | None = None) -> str:

@@ -7,16 +7,18 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jinja2 import Template
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event, insert, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.channels import SMS_KINDS
-from core.policy import Sms
 from core.render import Rendered, render_with, template_for
 from models.db import Base, UTCDateTime
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Sms
 
 
 class Notification(Base):

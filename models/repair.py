@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ConfigDict, Field
 from sqlalchemy.orm import Session
 
 from core.errors import PropflowError
-from core.policy import Procedure as PolicySection
 from core.policy import get_policy
 from core.procedures import PRIORITIES
 from core.vocabulary import Priority, Role
@@ -19,6 +18,9 @@ from models.authority import staff_of
 from models.cases import Case
 from models.intake import Intake, Opening, Place
 from models.validate import IntakeChannel, Phone, StaffRef, choice, text
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Procedure as PolicySection
 
 
 class RepairIntake(Intake):

@@ -9,20 +9,23 @@ approval.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, ConfigDict, Field, ValidationInfo
 from sqlalchemy.orm import Session
 
 from core.errors import PropflowError
-from core.policy import Policy, get_policy
-from core.policy import Procedure as PolicySection
+from core.policy import get_policy
 from core.vocabulary import Priority
 from models import directory, limits
 from models.forms import Form, Short
 from models.intake import Intake, Opening, Place
 from models.validate import CommaList, check_choice, text
+
+if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
+    from core.policy import Policy
+    from core.policy import Procedure as PolicySection
 
 CLASS_LABELS = {"1": "一级（中央领导、外宾）", "2": "二级（上级检查）", "3": "三级（同行参观）",
                 "4": "四级（意向客户、租户）"}

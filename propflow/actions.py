@@ -21,7 +21,7 @@ from core.procedures import get as get_procedure
 from core.roles import ROLES
 from core.settings import get_settings
 from core.vocabulary import CaseStatus, StepStatus
-from models import directory, intake, lifecycle, limits, notices, scope, steps
+from models import directory, lifecycle, limits, notices, scope, steps
 from models.authority import chain_of, reached, rule_allowing
 from models.cases import Case, Decision, Step
 from models.db import unit_of_work
@@ -34,6 +34,8 @@ OPENER = f"open@{socket.gethostname()}:{os.getpid()}"
 
 def open_case(procedure: str, fields: dict[str, Any], *, start_run: bool = True) -> dict[str, Any]:
     """A new case of any registered procedure (core/procedures.py), then its run."""
+    from models import intake  # its forms are pydantic models: only when used
+
     with unit_of_work() as session:
         case = intake.open_case(session, procedure, fields, now())
         if start_run:
@@ -351,6 +353,8 @@ def repair_progress(number: str, staff_id: int | str, note: str) -> dict[str, An
 
 
 def show_case(number: str) -> dict[str, Any]:
+    from models import intake
+
     with unit_of_work(write=False) as session:
         case = directory.case(session, number)
         out = case_summary(session, case)
@@ -434,6 +438,8 @@ def find_cases(viewer: int | str, *, procedure: str | None = None,
                overdue: bool = False, q: str | None = None, limit: int = 50,
                offset: int = 0) -> dict[str, Any]:
     """The cases the viewer sees, newest first, filtered and paged."""
+    from models import intake
+
     with unit_of_work(write=False) as session:
         person = _viewer(session, viewer)
         query = select(Case).where(scope.cases_where(session, person))
@@ -526,6 +532,8 @@ def open_case_as(procedure: str, fields: dict[str, Any], viewer: int | str, *,
                  start_run: bool = True) -> dict[str, Any]:
     """open_case by a member of staff, in a community of theirs; they are who received it
     (received_by) unless the fields name someone else."""
+    from models import intake
+
     with unit_of_work() as session:
         person = _viewer(session, viewer)
         place = intake.check(procedure, fields).place(session)

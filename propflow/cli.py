@@ -9,10 +9,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-import click
 import typer
 import typer.main
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from core.errors import PropflowError
 from core.vocabulary import CaseStatus, StepStatus
@@ -61,10 +61,10 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> None:
         as_json = kwargs.get("as_json", False)
         try:
-            from core.policy import get_policy
+            from core.policy import ensure_valid
             from models.db import upgrade
 
-            get_policy()
+            ensure_valid()
             upgrade()
             fn(*args, **kwargs)
         except PropflowError as exc:
@@ -73,8 +73,8 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             else:
                 print(f"错误：{exc.message}", file=sys.stderr)
             raise typer.Exit(2) from None
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # typer's own exits and usage errors
+        except (typer.Exit, typer.Abort, TyperException):
+            raise  # typer's own exits and usage errors (its click is a vendored copy)
         except Exception as exc:  # noqa: BLE001 - the one place every fault is reported
             from core import faults
 

@@ -1,8 +1,9 @@
 """A read command starts without what it does not use (issue 6: `propflow steps list` costs at
 most 1.6 x importing the libraries every command needs; bench/cli_startup.py measures it):
 not Prefect, not Alembic once the schema is at its newest migration, not pydantic-settings,
-not the PostgreSQL dialect on SQLite, not the step forms (pydantic models built at import) nor
-the holiday tables when no form is checked and no date computed."""
+not the PostgreSQL dialect on SQLite, not pydantic at all: neither the step and intake forms
+nor the policy's models (a policy file found valid before is known by its digest), nor the
+holiday tables when no form is checked and no date computed."""
 
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ except SystemExit as exc:
     code = exc.code
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
 """
-NOT_NEEDED = ("prefect", "alembic", "pydantic_settings", "dotenv",
-              "sqlalchemy.dialects.postgresql", "models.forms", "chinese_calendar")
+NOT_NEEDED = ("prefect", "alembic", "pydantic", "dotenv", "sqlalchemy.dialects.postgresql",
+              "models.forms", "models.intake", "core.policy.file", "chinese_calendar")
 
 
 def test_steps_list_imports_nothing_it_does_not_use(tmp_path):
@@ -38,3 +39,24 @@ def test_steps_list_imports_nothing_it_does_not_use(tmp_path):
     assert json.loads(done.stdout) == []
     loaded = [m for m in report["modules"] if m.startswith(NOT_NEEDED)]
     assert loaded == [], loaded
+
+
+def test_a_policy_broken_after_it_was_found_valid_is_refused_by_a_read_command(tmp_path):
+    """The digest that lets a command skip validation is the file's: any edit validates it
+    again, and a broken one is refused, naming the key."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text((ROOT / "core/policy/demo.yaml").read_text("utf-8"), "utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROPFLOW_")}
+    env.update(PROPFLOW_HOME=str(tmp_path), PROPFLOW_POLICY=str(policy))
+
+    def steps_list() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "propflow.cli", "steps", "list"], cwd=ROOT,
+                              env=env, capture_output=True, text=True, timeout=120)
+
+    assert steps_list().returncode == 0
+    text = policy.read_text("utf-8")
+    assert "timezone: Asia/Shanghai" in text
+    policy.write_text(text.replace("timezone: Asia/Shanghai", "timezone: Mars/Olympus"), "utf-8")
+    refused = steps_list()
+    assert refused.returncode == 2, refused.stderr
+    assert "Mars/Olympus" in refused.stderr and "Traceback" not in refused.stderr

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import core.policy
+import core.policy.file
 from core.errors import PropflowError
 from core.policy import get_policy, load_policy
 from core.procedures import STEPS
@@ -286,7 +286,7 @@ def test_two_edits_within_one_timestamp_tick_are_both_seen(policy_with, monkeypa
     before = path.stat()
     # The process reads the file within the same tick as it was written.
     tick = SimpleNamespace(time_ns=lambda: before.st_mtime_ns + 1_000_000)
-    monkeypatch.setattr(core.policy, "wall", tick)
+    monkeypatch.setattr(core.policy.file, "wall", tick)
     assert _accept_window() == timedelta(minutes=30)
     _write_window(path, "45m")  # same length as 30m: same size
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
