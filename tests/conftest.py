@@ -60,6 +60,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"CI needs PostgreSQL and cannot reach it at {PG_ADMIN}")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The fast tier, `-m "not prefect and not slow"`, is what needs no Prefect server and
+    no browser: marked here from the fixtures a test uses, so no test has to remember to."""
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if "prefect_api" in used:
+            item.add_marker(pytest.mark.prefect)
+        if "browser" in used:
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_sessionfinish(session: pytest.Session) -> None:
     # Under pytest-xdist each worker tells the controller which tests used PostgreSQL.
     workeroutput = getattr(session.config, "workeroutput", None)
