@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from core.clock import now
 from core.errors import PropflowError
-from models.cases import Step
+from models.cases import Case, Step
 from models.db import unit_of_work
 from models.outbox import Notification
 from propflow import actions, deployments
@@ -163,3 +163,40 @@ def test_serve_creates_the_schedules_next_run_once_as_prefects_scheduler_cannot(
         run = client.read_flow_run(UUID(first[0]))
     assert run.state is not None and run.state.is_scheduled()
     assert run.expected_start_time == datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
+
+
+@pytest.mark.slow
+def test_a_matter_served_is_signed_off_and_closed_by_replays(service, demo):
+    """Served: each decision lands on a suspended run that replays from the record."""
+    from tests.flowkit import example, until
+    from tests.servekit import state, waiting
+
+    service.start()
+    who = demo["by_role"]
+    number = actions.open_case("reception", example("reception")
+                               | {"department": "engineering"})["number"]
+
+    def run_id() -> str:
+        with unit_of_work() as session:
+            found = session.scalars(select(Case.flow_run_id).where(
+                Case.number == number)).first()
+        return found or ""
+
+    def decide(key: str, role: str, **values: object) -> None:
+        step_id = until(key, lambda: waiting(number, key))
+        until(f"the run to suspend at {key}",
+              lambda: bool(r := run_id()) and state(r) == "Suspended")
+        actions.decide(step_id, who[role], values)
+
+    decide("signoff_cs#1", "cs_supervisor", approved=True)
+    decide("signoff_department#1", "tech_supervisor", approved=True)
+    decide("signoff_supervisor#1", "cs_director", approved=True)
+    deadline = (now().astimezone(SHANGHAI) + timedelta(days=3)).strftime("%Y-%m-%d")
+    decide("accept#1", "project_manager", accepted=True, opinion="加装两盏路灯",
+           department="engineering", deadline=deadline)
+    decide("handle#1", "tech_supervisor", result="两盏路灯已安装", done=True)
+    decide("follow_up#1", "cs_supervisor", done=True, note="现场核实")
+    decide("satisfaction#1", "csr", rating=5)
+    until("closed", lambda: actions.show_case(number)["status"] == "closed")
+    until("its run to complete", lambda: state(run_id()) == "Completed")
+    assert actions.show_case(number)["outcome"] == "done"
