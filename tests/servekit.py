@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -98,3 +99,18 @@ def waiting(number: str, key: str) -> int | None:
         step = session.scalars(select(Step).join(Case).where(
             Case.number == number, Step.key == key, Step.status == "waiting")).first()
         return step.id if step else None
+
+
+def run_of(number: str) -> str | None:
+    with unit_of_work() as session:
+        return session.scalars(select(Case.flow_run_id).where(Case.number == number)).first()
+
+
+def decide(number: str, key: str, staff: int, **values: Any) -> None:
+    """Decide the step once it waits and its run has suspended: the answer is replayed."""
+    from propflow import actions
+
+    step_id = until(key, lambda: waiting(number, key))
+    until(f"the run to suspend at {key}",
+          lambda: (run := run_of(number)) is not None and state(run) == "Suspended")
+    actions.decide(step_id, staff, values)

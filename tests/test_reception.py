@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from core.clock import now
 from core.errors import PropflowError
-from models.cases import Case, Step
+from models.cases import Step
 from models.db import unit_of_work
 from models.outbox import Notification
 from propflow import actions, deployments
@@ -169,24 +169,16 @@ def test_serve_creates_the_schedules_next_run_once_as_prefects_scheduler_cannot(
 def test_a_matter_served_is_signed_off_and_closed_by_replays(service, demo):
     """Served: each decision lands on a suspended run that replays from the record."""
     from tests.flowkit import example, until
-    from tests.servekit import state, waiting
+    from tests.servekit import decide as decide_served
+    from tests.servekit import run_of, state
 
     service.start()
     who = demo["by_role"]
     number = actions.open_case("reception", example("reception")
                                | {"department": "engineering"})["number"]
 
-    def run_id() -> str:
-        with unit_of_work() as session:
-            found = session.scalars(select(Case.flow_run_id).where(
-                Case.number == number)).first()
-        return found or ""
-
     def decide(key: str, role: str, **values: object) -> None:
-        step_id = until(key, lambda: waiting(number, key))
-        until(f"the run to suspend at {key}",
-              lambda: bool(r := run_id()) and state(r) == "Suspended")
-        actions.decide(step_id, who[role], values)
+        decide_served(number, key, who[role], **values)
 
     decide("signoff_cs#1", "cs_supervisor", approved=True)
     decide("signoff_department#1", "tech_supervisor", approved=True)
@@ -198,5 +190,5 @@ def test_a_matter_served_is_signed_off_and_closed_by_replays(service, demo):
     decide("follow_up#1", "cs_supervisor", done=True, note="现场核实")
     decide("satisfaction#1", "csr", rating=5)
     until("closed", lambda: actions.show_case(number)["status"] == "closed")
-    until("its run to complete", lambda: state(run_id()) == "Completed")
+    until("its run to complete", lambda: state(run_of(number) or "") == "Completed")
     assert actions.show_case(number)["outcome"] == "done"

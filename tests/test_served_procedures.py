@@ -3,31 +3,13 @@ which replays its body from the record and must take the same path it took befor
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from sqlalchemy import select
 
-from models.cases import Case
-from models.db import unit_of_work
 from propflow import actions
 from tests.flowkit import COMPLAINT, until
-from tests.servekit import state, waiting
+from tests.servekit import decide, run_of, state
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
-
-
-def run_of(number: str) -> str | None:
-    with unit_of_work() as session:
-        return session.scalars(select(Case.flow_run_id).where(Case.number == number)).first()
-
-
-def decide(number: str, key: str, staff: int, **values: Any) -> None:
-    """Decide the step once it waits and its run has suspended: the answer is replayed."""
-    step_id = until(key, lambda: waiting(number, key))
-    until(f"the run to suspend at {key}",
-          lambda: (run := run_of(number)) is not None and state(run) == "Suspended")
-    actions.decide(step_id, staff, values)
 
 
 def closed(number: str, outcome: str) -> dict:

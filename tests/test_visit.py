@@ -15,6 +15,7 @@ from models import visit
 from models.cases import Case, Step
 from models.db import unit_of_work
 from propflow import actions
+from tests import servekit as served
 from tests.conftest import SHANGHAI
 from tests.flowkit import CaseRun, until
 from tests.servekit import state, waiting
@@ -187,10 +188,7 @@ def test_out_of_hours_visit_approved_then_prepared_and_closed_served(service, de
         "guests": 3, "purpose": "意向租户夜间看场", "cars": ["沪A00001"]})["number"]
 
     def decide(key: str, staff: int, **values: object) -> None:
-        step_id = until(key, lambda: waiting(number, key))
-        until(f"the run to suspend at {key}",
-              lambda: bool(r := _run(number)) and state(r) == "Suspended")
-        actions.decide(step_id, staff, values)
+        served.decide(number, key, staff, **values)
 
     decide("approve_visit#1", who["project_manager"], approved=True)
 
@@ -212,7 +210,7 @@ def test_out_of_hours_visit_approved_then_prepared_and_closed_served(service, de
     decide("review#1", who["project_manager"], finding="顺利")
     decide("archive#1", who["cs_supervisor"])
     until("closed", lambda: actions.show_case(number)["status"] == "closed")
-    until("its run to complete", lambda: state(_run(number)) == "Completed")
+    until("its run to complete", lambda: state(served.run_of(number) or "") == "Completed")
     case = actions.show_case(number)
     assert case["outcome"] == "done"
     assert {s["key"] for s in case["steps"]} == {
@@ -228,9 +226,3 @@ def _escalated(step_id: int) -> bool:
             Escalation.step_id == step_id, Escalation.level == 1,
             Escalation.to_role == "project_manager", Escalation.handled_at.is_not(None))
         ).first() is not None
-
-
-def _run(number: str) -> str:
-    with unit_of_work() as session:
-        found = session.scalars(select(Case.flow_run_id).where(Case.number == number)).first()
-    return found or ""
