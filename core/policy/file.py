@@ -222,6 +222,19 @@ class Links(_Strict):
     owner_ttl: Duration = timedelta(days=7)
 
 
+class Reports(_Strict):
+    """The monthly figures (models/kpi.py) and their targets (PROCEDURES.md §8, §10)."""
+
+    # A repair is a repeat (重复报修) when the same unit reported the same category this many
+    # days before (default: 30).
+    repeat_days: int = Field(30, ge=1, le=365)
+    repeat_target: float = Field(0.05, gt=0, lt=1)  # repeat repairs below 5 % (seed)
+    satisfaction_baseline: float = Field(80, ge=0, le=100)  # of 100 (seed)
+    satisfaction_target: float = Field(90, ge=0, le=100)
+    # Exports (HTML, XLSX) show phone and ID numbers only when this is on (§9, §10).
+    personal_data: bool = False
+
+
 class Policy(_Strict):
     timezone: str = "Asia/Shanghai"
     lang: Literal["zh-CN", "en"] = "zh-CN"
@@ -238,6 +251,7 @@ class Policy(_Strict):
     supervision: Supervision = Supervision()
     sms: Sms | None = None
     links: Links = Links()
+    reports: Reports = Reports()
 
     def business_calendar(self) -> BusinessCalendar:
         return BusinessCalendar(
