@@ -35,6 +35,18 @@ class Step:
 
 
 @dataclass(frozen=True)
+class Schedule:
+    """A further deployment of a procedure's flow on its own cron, with its parameters: its
+    runs carry no case (an inspection plan's, making that fire time's rounds)."""
+
+    name: str  # the deployment's: <flow name>/<name>
+    cron: str
+    timezone: str
+    parameters: dict[str, str]
+    description: str
+
+
+@dataclass(frozen=True)
 class Procedure:
     name: str  # cases.procedure, the policy's procedures.<name>, the CLI group
     prefix: str  # case numbers: BX-20261124-0001
@@ -56,6 +68,9 @@ class Procedure:
     # case: the flow's own recurring duty (the reception day's notice). Empty: none.
     schedule: str = ""
     schedule_timezone: str = "Asia/Shanghai"
+    # "module:function" taking the policy and returning the procedure's further scheduled
+    # deployments (list[Schedule]): an inspection plan each. Empty: none.
+    schedules: str = ""
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -213,8 +228,24 @@ RECEPTION = Procedure(
     schedule="0 9 * * *",
 )
 
+INSPECTION = Procedure(
+    name="inspection", prefix="XC", zh="巡查", en="inspection round",
+    flow="flows/inspection.py:inspection", intake="models.inspection:RoundIntake",
+    command="round",
+    command_help="开一轮临时巡查（计划内的巡查由各计划的定时部署按时生成）：每个检查点一个步骤。",
+    group_help="巡查：按策略中的巡查计划定时生成，每轮每个检查点签到并填写检查表",
+    description="巡查 inspection round — one step per checkpoint, due at the round's end; "
+                "each plan of the policy is its own scheduled deployment inspection/<plan>",
+    steps=(
+        Step("checkpoint", "检查点巡查", "checkpoint", "models.inspection:CheckpointForm"),
+        Step("follow_up", "整改复查", "rectification follow-up",
+             "models.inspection:FollowUpForm"),
+    ),
+    schedules="models.inspection:schedules",
+)
+
 PROCEDURES: dict[str, Procedure] = {
-    p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY, MOVEIN, VISIT, RECEPTION)}
+    p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY, MOVEIN, VISIT, RECEPTION, INSPECTION)}
 
 
 def register(procedure: Procedure) -> Procedure:

@@ -128,6 +128,15 @@ def check_references(session: Session, step: Step, values: dict[str, Any]) -> No
     for field, role in STAFF_FIELDS.items():
         if values.get(field) is not None:
             staff_of(session, step.case.community_id, values[field], field=field, role=role)
+    if values.get("unit"):  # a round's finding names the unit its repair or notice is for
+        from sqlalchemy import select
+
+        from models.org import Unit
+
+        if session.scalar(select(Unit.id).where(Unit.community_id == step.case.community_id,
+                                                Unit.code == values["unit"])) is None:
+            raise NotFound(f"unit：本项目没有房号 {values['unit']!r}；expected 楼栋-单元-房号 of "
+                           "this community, such as 1-2-301", field="unit")
 
 
 def staff_of(session: Session, community_id: int, staff_id: int | str, *, field: str,

@@ -47,6 +47,7 @@ def apply(path: Path = PREFECT_YAML) -> list[str]:
                 enforce_parameter_schema=True,
                 concurrency_limit=spec.get("concurrency_limit"),
                 schedules=_schedules(spec),
+                parameters=spec.get("parameters") or {},  # an inspection plan's key
             )
             names.append(f"{flow.name}/{spec['name']}")
     return names

@@ -11,7 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from core.errors import PropflowError
-from core.procedures import PROCEDURES, Procedure
+from core.procedures import PROCEDURES, Procedure, Schedule
 
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 WORK_POOL = "propflow"  # a process work pool (README "Scaling out")
@@ -25,8 +25,9 @@ HEADER = """\
 # Apply with `python -m propflow.deploy` (`prefect deploy --all` fails on the pinned Prefect
 # 3.8.8 + FastAPI 0.154). Each deployment is named after its flow, so runs are started as
 # `<procedure>/<procedure>` whichever runs them. Runs suspend while they wait for people
-# and the SLA clock in `propflow serve` resumes them; no parameters here. A schedule starts a
-# procedure's own recurring duty (a run with no case), in the registry's time zone.
+# and the SLA clock in `propflow serve` resumes them. A schedule starts a procedure's own
+# recurring duty (a run with no case), in the registry's time zone; an inspection plan of
+# the policy is a deployment of its own, `inspection/<plan>`, on the plan's cron.
 name: propflow
 prefect-version: {prefect}
 
@@ -54,6 +55,11 @@ SCHEDULE = """\
         timezone: {timezone}
 """
 
+PARAMETERS = """\
+    parameters:
+{items}
+"""
+
 
 def _deployment(spec: Procedure) -> str:
     return DEPLOYMENT.format(
@@ -64,9 +70,25 @@ def _deployment(spec: Procedure) -> str:
             cron=spec.schedule, timezone=spec.schedule_timezone) if spec.schedule else "")
 
 
+def _further(spec: Procedure, schedule: Schedule) -> str:
+    """A further scheduled deployment of the procedure's flow (an inspection plan)."""
+    items = "\n".join(f"      {k}: {v}" for k, v in schedule.parameters.items())
+    return DEPLOYMENT.format(
+        name=schedule.name, entrypoint=spec.flow, description=schedule.description,
+        tags=", ".join(dict.fromkeys(("propflow", spec.name, *spec.tags))),
+        pool=WORK_POOL, queue=WORK_QUEUE) + PARAMETERS.format(items=items) + SCHEDULE.format(
+            cron=schedule.cron, timezone=schedule.timezone)
+
+
 def render() -> str:
-    """The whole file, one deployment per registered procedure, in the registry's order."""
-    body = "\n".join(_deployment(spec) for spec in PROCEDURES.values())
+    """The whole file, one deployment per registered procedure, in the registry's order,
+    each followed by its further scheduled ones (from the policy in effect: an inspection
+    plan each, `inspection/<plan>`)."""
+    from propflow.schedules import extra
+
+    body = "\n".join(
+        "\n".join([_deployment(spec), *(_further(spec, s) for s in extra(spec))])
+        for spec in PROCEDURES.values())
     return HEADER.format(prefect=version("prefect")) + body
 
 

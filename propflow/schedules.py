@@ -17,22 +17,46 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from core.procedures import PROCEDURES, Procedure
+from core.procedures import PROCEDURES, Procedure, Schedule
 
 log = logging.getLogger("propflow.schedules")
 
 
-def next_fire(spec: Procedure, after: datetime) -> datetime:
-    """The first time after `after` that the procedure's cron fires, as aware UTC."""
+def extra(spec: Procedure) -> list[Schedule]:
+    """The procedure's further scheduled deployments, from the policy in effect (an
+    inspection plan each: core/procedures.py `schedules`)."""
+    if not spec.schedules:
+        return []
+    from importlib import import_module
+
+    from core.policy import get_policy
+
+    module, _, function = spec.schedules.partition(":")
+    found: list[Schedule] = getattr(import_module(module), function)(get_policy())
+    return found
+
+
+def scheduled() -> list[tuple[str, str, str]]:
+    """Every scheduled deployment: (<flow>/<deployment>, cron, time zone)."""
+    out = []
+    for spec in PROCEDURES.values():
+        if spec.schedule:
+            out.append((spec.deployment_path, spec.schedule, spec.schedule_timezone))
+        out += [(f"{spec.flow_name}/{s.name}", s.cron, s.timezone) for s in extra(spec)]
+    return out
+
+
+def next_fire(cron: str, timezone: str, after: datetime) -> datetime:
+    """The first time after `after` that the cron fires, as aware UTC."""
     from prefect.server.schemas.schedules import CronSchedule
 
-    schedule = CronSchedule(cron=spec.schedule, timezone=spec.schedule_timezone)
+    schedule = CronSchedule(cron=cron, timezone=timezone)
     dates = asyncio.run(schedule.get_dates(n=1, start=after))
     return dates[0].astimezone(UTC)
 
 
-def key(spec: Procedure, at: datetime) -> str:
-    return f"propflow-schedule:{spec.deployment_path}:{at.isoformat()}"
+def key(path: str, at: datetime) -> str:
+    return f"propflow-schedule:{path}:{at.isoformat()}"
 
 
 def ensure_next_runs(now: datetime | None = None) -> list[str]:
@@ -45,16 +69,16 @@ def ensure_next_runs(now: datetime | None = None) -> list[str]:
     after = now or datetime.now(UTC)  # Prefect's schedules are wall-clock time
     made: list[str] = []
     with get_client(sync_client=True) as client:
-        for spec in PROCEDURES.values():
-            if not spec.schedule:
-                continue
+        for path, cron, timezone in scheduled():
             try:
-                deployment: Any = client.read_deployment_by_name(spec.deployment_path)
+                deployment: Any = client.read_deployment_by_name(path)
             except ObjectNotFound:
-                log.debug("%s: no deployment yet, no scheduled run", spec.deployment_path)
+                log.debug("%s: no deployment yet, no scheduled run", path)
                 continue
-            at = next_fire(spec, after)
+            at = next_fire(cron, timezone, after)
+            # The deployment's own parameters (an inspection plan's key) go with the run.
             run = client.create_flow_run_from_deployment(
-                deployment.id, state=Scheduled(scheduled_time=at), idempotency_key=key(spec, at))
+                deployment.id, state=Scheduled(scheduled_time=at), idempotency_key=key(path, at),
+                parameters=dict(deployment.parameters or {}))
             made.append(str(run.id))
     return made

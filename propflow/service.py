@@ -38,11 +38,19 @@ def deployments() -> list:  # type: ignore[type-arg]
     from prefect.schedules import Cron
 
     from flows import flow_for
+    from propflow.schedules import extra
 
-    return [flow_for(p.name).to_deployment(
-        name=p.deployment_name, tags=["propflow", p.name, *p.tags],
-        schedule=Cron(p.schedule, timezone=p.schedule_timezone) if p.schedule else None)
-        for p in PROCEDURES.values()]
+    made = []
+    for p in PROCEDURES.values():
+        made.append(flow_for(p.name).to_deployment(
+            name=p.deployment_name, tags=["propflow", p.name, *p.tags],
+            schedule=Cron(p.schedule, timezone=p.schedule_timezone) if p.schedule else None))
+        # The policy's further schedules of the flow (an inspection plan each), own parameters.
+        made += [flow_for(p.name).to_deployment(
+            name=s.name, tags=["propflow", p.name, *p.tags], parameters=s.parameters,
+            description=s.description, schedule=Cron(s.cron, timezone=s.timezone))
+            for s in extra(p)]
+    return made
 
 
 def run() -> None:
@@ -76,9 +84,9 @@ def run() -> None:
                       seconds=settings.sla_interval_seconds, max_instances=1, coalesce=True)
     scheduler.add_job(_safely(deliver_due, "delivery"), "interval",
                       seconds=settings.outbox_interval_seconds, max_instances=1, coalesce=True)
-    if any(p.schedule for p in PROCEDURES.values()):
-        from propflow.schedules import ensure_next_runs
+    from propflow.schedules import ensure_next_runs, scheduled
 
+    if scheduled():
         # Prefect's own scheduler cannot insert them on this stack (propflow/schedules.py).
         scheduler.add_job(_safely(ensure_next_runs, "schedules"), "interval", seconds=60,
                           max_instances=1, coalesce=True, next_run_time=datetime.now(UTC))

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from core import labels
 from core.errors import PropflowError
-from core.policy import load_policy
+from core.policy import get_policy, load_policy
 from core.procedures import PROCEDURES, STEPS
 from models.forms import FORMS, ResolveForm, ResultForm
 from models.intake import example, model_of
@@ -36,8 +36,18 @@ def test_committed_prefect_yaml_is_what_the_registry_generates():
     assert deployments.PREFECT_YAML.read_text(encoding="utf-8") == deployments.render(), \
         "prefect.yaml is stale: run `propflow deployments write`"
     found = yaml.safe_load(deployments.render())
-    assert [d["name"] for d in found["deployments"]] == list(PROCEDURES)
-    for spec, d in zip(PROCEDURES.values(), found["deployments"], strict=True):
+    # Each procedure's deployment, an inspection plan's own after the inspection one.
+    plans = get_policy().procedures["inspection"].plans
+    assert [d["name"] for d in found["deployments"]] == [
+        n for p in PROCEDURES for n in (p, *(plans if p == "inspection" else ()))]
+    for d in found["deployments"]:
+        if d["name"] in plans:
+            assert d["entrypoint"] == "flows/inspection.py:inspection"
+            assert d["parameters"] == {"plan": d["name"]}
+            assert d["schedules"] == [{"cron": plans[d["name"]].cron,
+                                       "timezone": "Asia/Shanghai"}]
+    procedures = [d for d in found["deployments"] if d["name"] in PROCEDURES]
+    for spec, d in zip(PROCEDURES.values(), procedures, strict=True):
         assert d["entrypoint"] == spec.flow
         assert d["tags"] == ["propflow", spec.name]
         assert d["work_pool"] == {"name": "propflow", "work_queue_name": "procedures"}
@@ -65,7 +75,8 @@ def test_a_stale_prefect_yaml_is_refused_naming_the_command_that_fixes_it(tmp_pa
 def test_runs_are_started_from_the_deployments_the_registry_names():
     assert runs.DEPLOYMENTS == {"repair": "repair/repair", "complaint": "complaint/complaint",
                                 "emergency": "emergency/emergency", "movein": "movein/movein",
-                                "visit": "visit/visit", "reception": "reception/reception"}
+                                "visit": "visit/visit", "reception": "reception/reception",
+                                "inspection": "inspection/inspection"}
 
 
 def test_served_flows_are_the_registered_ones():
@@ -139,6 +150,7 @@ from core.settings import reset_settings
 from models.db import unit_of_work
 from models import directory, steps
 from models.forms import FORMS
+from core.policy import get_policy
 from propflow import actions, deployments
 from propflow.cli import app
 from tasks import runs

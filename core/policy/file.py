@@ -29,6 +29,7 @@ from pydantic import (
 
 from core.channels import SMS_KINDS, parse_channel
 from core.errors import PropflowError
+from core.policy.inspection import KEY, InspectionRules
 from core.policy.movein import MoveInRules
 from core.procedures import PRIORITIES, PROCEDURES, STEPS
 from core.roles import ROLES
@@ -127,7 +128,8 @@ class ReceptionDay(_Strict):
     notice: Duration = timedelta(days=7)
 
 
-class Procedure(MoveInRules):  # and so _Strict; move-in's rules: core/policy/movein.py
+# And so _Strict; move-in's rules: core/policy/movein.py, rounds': core/policy/inspection.py
+class Procedure(MoveInRules, InspectionRules):
     # The registry (core/procedures.py) numbers cases; a file written before it may still
     # say the prefix, and then it must say the same.
     prefix: str | None = Field(None, pattern=r"^[A-Z]{2,4}$")
@@ -458,6 +460,23 @@ def _check_meaning(path: Path, policy: Policy) -> None:
                           f"{policy.limits.money_max}；expected at most limits.money_max, or "
                           "no compensation would ever need approval")
     _check_movein(path, policy)
+    _check_inspection(path, policy)
+
+
+def _check_inspection(path: Path, policy: Policy) -> None:
+    """A plan's key goes into step keys, deployment names and URLs; its role must exist."""
+    import re
+
+    for name, proc in policy.procedures.items():
+        if proc.plans and name != "inspection":
+            raise _refuse(path, f"procedures.{name}.plans", "只有 inspection 有巡查计划；"
+                          "expected the plans under procedures.inspection")
+        for key, plan in proc.plans.items():
+            if not re.fullmatch(KEY, key):
+                raise _refuse(path, f"procedures.{name}.plans.{key}", "计划编号不合规；expected "
+                              "lower-case letters, digits and _ (at most 30), starting with a "
+                              "letter")
+            check_role(path, f"procedures.{name}.plans.{key}.role", plan.role)
 
 
 def _check_movein(path: Path, policy: Policy) -> None:
