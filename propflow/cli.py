@@ -635,6 +635,55 @@ def tokens_revoke(token: int = typer.Argument(..., help="令牌编号（tokens l
     emit(accounts.revoke_token(token, actor=f"cli:{os_user()}"), as_json)
 
 
+report_app = typer.Typer(help="报表", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+COMMUNITY = typer.Option(..., "--community", help="项目编号，如 YGHY；all 为全部项目")
+MONTH = typer.Option(None, "--month", help="月份 YYYY-MM，如 2026-11；默认上个月")
+
+
+@report_app.command("monthly")
+@command
+def report_monthly(community: str = COMMUNITY, month: str | None = MONTH,
+                   out: str | None = typer.Option(
+                       None, "--out", help="导出文件：report.html（含图表）或 report.xlsx"),
+                   as_staff: str | None = typer.Option(
+                       None, "--as", help="查看人员工编号（项目经理、客服主管/主任、公司客服）"),
+                   as_json: bool = JSON) -> None:
+    """月度报表：报修类别、完成率、各步骤按时率、解决时长、重复报修率与返修率、一次修复率、满意度、
+    投诉类型、超时升级、巡查按时率、主管改进建议。--out 导出 HTML 或 XLSX（导出留审计记录）。"""
+    from models.outbox import audit_extra
+    from propflow import report
+
+    asked = report.month_of(month)
+    code = None if community == "all" else community
+    actor = f"staff:{as_staff}" if as_staff else f"cli:{os_user()}"
+    if out:
+        report.format_of(out)
+        with audit_extra(os_user=os_user()):
+            emit(report.write(code, asked, out, actor=actor, viewer=as_staff), as_json)
+        return
+    found = report.figures(code, asked, viewer=as_staff)
+    if as_json:
+        emit(found.as_dict(), True)
+    else:
+        print(report.table(found))
+
+
+@report_app.command("suggest")
+@command
+def report_suggest(community: str = typer.Option(..., "--community", help="项目编号，如 YGHY"),
+                   month: str = typer.Option(..., "--month", help="月份 YYYY-MM，如 2026-11"),
+                   text: str = typer.Option(..., "--text", help="主管改进建议"),
+                   as_staff: str = typer.Option(..., "--as", help="填写人员工编号"),
+                   as_json: bool = JSON) -> None:
+    """填写或修改月度报表的主管改进建议（每个项目每月一条，修改留审计记录）。"""
+    from models.outbox import audit_extra
+    from propflow import report
+
+    with audit_extra(os_user=os_user()):
+        emit(report.suggest(community, report.month_of(month), text, as_staff), as_json)
+
+
 @app.command("serve")
 @command
 def serve(as_json: bool = JSON) -> None:

@@ -5,6 +5,7 @@ from alembic import context
 import models.accounts  # noqa: F401  (register tables)
 import models.cases  # noqa: F401
 import models.identity  # noqa: F401
+import models.kpi  # noqa: F401
 import models.links  # noqa: F401
 import models.org  # noqa: F401
 import models.outbox  # noqa: F401
