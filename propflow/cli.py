@@ -173,6 +173,8 @@ def procedure_group(name: str) -> TyperGroup:
         group.command("announce")(reception_announce)
     if name == "repair":  # progress while work is under way, merged for the owner hourly
         group.command("progress")(repair_progress)
+    if name == "inspection":  # the QR codes posted at the checkpoints
+        group.command("sheet")(inspection_sheet)
     built = typer.main.get_group(group)
     built.name = name
     return built
@@ -187,6 +189,33 @@ def repair_progress(case: str = typer.Argument(..., help="工单号 BX-..."),
     from propflow import actions
 
     emit(actions.repair_progress(case, as_staff, note), as_json)
+
+
+@command
+def inspection_sheet(community: str = typer.Option(..., "--community", help="项目编号，如 YGHY"),
+                     plan: str = typer.Option(..., "--plan",
+                                              help="巡查计划（策略 procedures.inspection.plans）"),
+                     out: str = typer.Option(..., "--out", help="输出文件：sheet.pdf 或 sheet.png"),
+                     as_json: bool = JSON) -> None:
+    """打印巡查签到码：每个检查点一个二维码（签名链接），下方印检查点名称；PDF 为 A4 每页 6 个，
+    PNG 为一整张图。扫码并登录后记录签到人和时间（README“巡查签到码”）。"""
+    from pathlib import Path
+
+    from propflow import checkpoints
+
+    target = Path(out)
+    fmt = target.suffix.lstrip(".").lower()
+    if fmt not in ("pdf", "png"):
+        raise PropflowError(f"out：{target.name!r} 的扩展名应为 .pdf 或 .png；expected a file name "
+                            "such as sheet.pdf or sheet.png", field="out")
+    drawn = checkpoints.sheet(community, plan, fmt)
+    try:
+        target.write_bytes(drawn)
+    except OSError as exc:
+        raise PropflowError(f"out：无法写入 {str(target)!r}（{exc.strerror}）；expected a path in "
+                            "a writable directory", field="out") from None
+    emit({"out": str(target), "format": fmt, "bytes": len(drawn),
+          "checkpoints": list(checkpoints.plan(plan).checkpoints)}, as_json)
 
 
 @command

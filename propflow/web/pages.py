@@ -54,6 +54,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "signed": ("已签署", "signed"), "link_used": ("打开一键链接", "one-tap link used"),
     "link_created": ("生成一键链接", "one-tap link created"),
     "handler_set": ("指定处理人", "handler set"),
+    "checked_in": ("巡查签到", "checked in"),
 }
 STATUSES: dict[str, tuple[str, str]] = {
     "open": ("待处理", "open"), "in_progress": ("处理中", "in progress"),
