@@ -248,6 +248,40 @@ PROCEDURES: dict[str, Procedure] = {
     p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY, MOVEIN, VISIT, RECEPTION, INSPECTION)}
 
 
+@dataclass(frozen=True)
+class Duty:
+    """A scheduled flow that is no procedure: it opens no case and asks nobody (the monthly
+    report). Deployed as <flow name>/<name> on its cron, beside the procedures'."""
+
+    name: str
+    flow: str  # entrypoint "flows/monthly_report.py:monthly_report"
+    schedule: str  # cron, in schedule_timezone
+    description: str
+    schedule_timezone: str = "Asia/Shanghai"
+    tags: tuple[str, ...] = field(default=())
+
+    @property
+    def flow_name(self) -> str:
+        return self.flow.rpartition(":")[2]
+
+    @property
+    def flow_module(self) -> str:
+        return self.flow.rpartition(":")[0].removesuffix(".py").replace("/", ".")
+
+    @property
+    def deployment_path(self) -> str:
+        return f"{self.flow_name}/{self.name}"
+
+
+MONTHLY_REPORT = Duty(
+    name="monthly_report", flow="flows/monthly_report.py:monthly_report",
+    schedule="0 8 1 * *",
+    description="月度报表 monthly report — on the 1st at 08:00, last month's report of each "
+                "community written (HTML, XLSX) and its project manager told")
+
+DUTIES: dict[str, Duty] = {d.name: d for d in (MONTHLY_REPORT,)}
+
+
 def register(procedure: Procedure) -> Procedure:
     """Add a procedure (tests, or a deployment's own procedures) before the layers above are
     imported: what they derive at import (the CLI, the forms) is built once."""

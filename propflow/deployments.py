@@ -11,7 +11,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from core.errors import PropflowError
-from core.procedures import PROCEDURES, Procedure, Schedule
+from core.procedures import DUTIES, PROCEDURES, Duty, Procedure, Schedule
 
 PREFECT_YAML = Path(__file__).resolve().parents[1] / "prefect.yaml"
 WORK_POOL = "propflow"  # a process work pool (README "Scaling out")
@@ -80,15 +80,25 @@ def _further(spec: Procedure, schedule: Schedule) -> str:
             cron=schedule.cron, timezone=schedule.timezone)
 
 
+def _duty(duty: Duty) -> str:
+    """A scheduled duty that is no procedure (the monthly report), after the procedures."""
+    return DEPLOYMENT.format(
+        name=duty.name, entrypoint=duty.flow, description=duty.description,
+        tags=", ".join(dict.fromkeys(("propflow", duty.name, *duty.tags))),
+        pool=WORK_POOL, queue=WORK_QUEUE) + SCHEDULE.format(
+            cron=duty.schedule, timezone=duty.schedule_timezone)
+
+
 def render() -> str:
     """The whole file, one deployment per registered procedure, in the registry's order,
     each followed by its further scheduled ones (from the policy in effect: an inspection
     plan each, `inspection/<plan>`)."""
     from propflow.schedules import extra
 
-    body = "\n".join(
-        "\n".join([_deployment(spec), *(_further(spec, s) for s in extra(spec))])
-        for spec in PROCEDURES.values())
+    body = "\n".join([
+        *("\n".join([_deployment(spec), *(_further(spec, s) for s in extra(spec))])
+          for spec in PROCEDURES.values()),
+        *(_duty(duty) for duty in DUTIES.values())])
     return HEADER.format(prefect=version("prefect")) + body
 
 

@@ -17,7 +17,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from core.procedures import PROCEDURES, Procedure, Schedule
+from core.procedures import DUTIES, PROCEDURES, Procedure, Schedule
 
 log = logging.getLogger("propflow.schedules")
 
@@ -43,6 +43,7 @@ def scheduled() -> list[tuple[str, str, str]]:
         if spec.schedule:
             out.append((spec.deployment_path, spec.schedule, spec.schedule_timezone))
         out += [(f"{spec.flow_name}/{s.name}", s.cron, s.timezone) for s in extra(spec)]
+    out += [(d.deployment_path, d.schedule, d.schedule_timezone) for d in DUTIES.values()]
     return out
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from core.policy import get_policy
-from core.procedures import PROCEDURES
+from core.procedures import DUTIES, PROCEDURES
 from core.settings import get_settings
 
 log = logging.getLogger("propflow.service")
@@ -50,7 +50,24 @@ def deployments() -> list:  # type: ignore[type-arg]
             name=s.name, tags=["propflow", p.name, *p.tags], parameters=s.parameters,
             description=s.description, schedule=Cron(s.cron, timezone=s.timezone))
             for s in extra(p)]
-    return made
+    return made + duty_deployments()
+
+
+def duty_flows() -> list:  # type: ignore[type-arg]
+    """The scheduled duties' flows (core/procedures.py DUTIES: the monthly report)."""
+    from flows import duty_flow
+
+    return [duty_flow(name) for name in DUTIES]
+
+
+def duty_deployments() -> list:  # type: ignore[type-arg]
+    from prefect.schedules import Cron
+
+    from flows import duty_flow
+
+    return [duty_flow(d.name).to_deployment(
+        name=d.name, tags=["propflow", d.name, *d.tags], description=d.description,
+        schedule=Cron(d.schedule, timezone=d.schedule_timezone)) for d in DUTIES.values()]
 
 
 def run() -> None:
@@ -68,7 +85,7 @@ def run() -> None:
     if settings.serve_runs and settings.executor == "threads":
         from propflow.executor import Executor
 
-        executor = Executor(deployments(), case_flows(), settings.run_threads,
+        executor = Executor(deployments(), case_flows() + duty_flows(), settings.run_threads,
                             settings.run_poll_seconds, settings.run_heartbeat_seconds)
         executor.register()
 

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from core import labels
 from core.errors import PropflowError
 from core.policy import get_policy, load_policy
-from core.procedures import PROCEDURES, STEPS
+from core.procedures import DUTIES, PROCEDURES, STEPS
 from models.forms import FORMS, ResolveForm, ResultForm
 from models.intake import example, model_of
 from propflow import actions, deployments
@@ -38,8 +38,14 @@ def test_committed_prefect_yaml_is_what_the_registry_generates():
     found = yaml.safe_load(deployments.render())
     # Each procedure's deployment, an inspection plan's own after the inspection one.
     plans = get_policy().procedures["inspection"].plans
+    # Then the scheduled duties that are no procedure (the monthly report).
     assert [d["name"] for d in found["deployments"]] == [
-        n for p in PROCEDURES for n in (p, *(plans if p == "inspection" else ()))]
+        *(n for p in PROCEDURES for n in (p, *(plans if p == "inspection" else ()))),
+        *DUTIES]
+    for d in found["deployments"][-len(DUTIES):]:
+        assert d["entrypoint"] == DUTIES[d["name"]].flow
+        assert d["schedules"] == [{"cron": DUTIES[d["name"]].schedule,
+                                   "timezone": "Asia/Shanghai"}]
     for d in found["deployments"]:
         if d["name"] in plans:
             assert d["entrypoint"] == "flows/inspection.py:inspection"
