@@ -104,6 +104,41 @@ def suggest(community: str, month: Month, text: str, viewer: int | str,
             "channel": channel}
 
 
+def readable(viewer: int | str) -> list[dict[str, str]]:
+    """The communities whose report the person may see, by code; with "all" first for a
+    company-level reader."""
+    from models import scope
+    from models.org import Community
+
+    with unit_of_work(write=False) as session:
+        person = directory.staff(session, viewer, field="as")
+        out = []
+        try:
+            kpi.check_reader(session, person, None)
+            out.append({"code": "all", "name": "全部项目"})
+        except PropflowError:
+            pass
+        for community in session.query(Community).filter(
+                Community.id.in_(scope.community_ids(session, person))).order_by(Community.code):
+            try:
+                kpi.check_reader(session, person, community)
+            except PropflowError:
+                continue
+            out.append({"code": community.code, "name": community.name})
+        return out
+
+
+def view(community: str | None, month: Month, viewer: int | str) -> tuple[Figures, str]:
+    """The report shown on the web page: its figures and body; the view is audited."""
+    found = figures(community, month, viewer=viewer)
+    body = str(kpi_files.fragment(found))
+    with unit_of_work() as session:
+        kpi.audit_export(session, actor=f"staff:{viewer}", community=found.community,
+                         month=month, kind="view", now=now(),
+                         personal_data=found.personal_data, channel="web")
+    return found, body
+
+
 def _community(session: Any, code: str | None, field: str) -> Any:
     try:
         return kpi.community_of(session, code)

@@ -7,7 +7,18 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from propflow.web import api, checkin, dashboard, events, links, owner, pages, problems, signin
+from propflow.web import (
+    api,
+    checkin,
+    dashboard,
+    events,
+    links,
+    owner,
+    pages,
+    problems,
+    report,
+    signin,
+)
 
 STATIC = Path(__file__).parent / "static"
 
@@ -17,6 +28,6 @@ def create_app() -> FastAPI:
                   docs_url="/api/docs", redoc_url=None)
     problems.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (signin, api, events, pages, dashboard, owner, links, checkin):
+    for module in (signin, api, events, pages, dashboard, report, owner, links, checkin):
         app.include_router(module.router)
     return app
