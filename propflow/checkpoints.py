@@ -158,9 +158,11 @@ def check_in(staff_id: int | str, point: Checkpoint) -> dict[str, Any]:
     models.inspection.check_in (which audits it). The same person scanning again in the same
     round records nothing more and is shown their first check-in. Returns the step, when and
     by whom it was checked in, and whether this scan recorded it."""
+    from sqlalchemy import select
+
     from core.clock import now
     from models import directory, inspection, scope
-    from models.cases import step_by_key
+    from models.cases import Step, step_by_key
     from models.db import unit_of_work
 
     chosen = plan(point.plan)
@@ -186,6 +188,10 @@ def check_in(staff_id: int | str, point: Checkpoint) -> dict[str, Any]:
             raise NoRound(f"checkpoint：{place.name}现在没有进行中的{chosen.label}（{_local(at)}，"
                           "不在巡查时段内，或本轮已结束、尚未开始）；expected a scan during a "
                           "round of the plan")
+        # The step's row locked and read afresh: two scans at once (two people, or a double
+        # tap) each add to the list the other wrote, and the same person's second adds none.
+        session.execute(select(Step.id).where(Step.id == step.id).with_for_update())
+        session.refresh(step)
         mine = [e for e in (step.context or {}).get("check_ins", [])
                 if e.get("staff_id") == person.id]
         if not mine:

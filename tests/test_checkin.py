@@ -176,3 +176,26 @@ def test_the_check_in_is_on_the_round_whose_window_holds_now(
     with unit_of_work(write=False) as session:
         case = directory.case(session, round_["number"])
         assert step_by_key(session, case.id, "checkpoint#rooftop").id == done["step_id"]
+
+
+def test_scans_at_the_same_moment_are_each_recorded_once(demo: dict[str, Any],
+                                                         clock: ManualClock) -> None:
+    """Five of the community's service staff scan together, each twice: five check-ins."""
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    round_ = open_round(clock)
+    people = [p["id"] for p in demo["staff"]
+              if p["role"] in ("steward", "csr", "cs_supervisor", "cs_director")] * 2
+    start = Barrier(len(people))
+
+    def scan(staff_id: int) -> bool:
+        start.wait()
+        return bool(checkpoints.check_in(staff_id, LOBBY)["new"])
+
+    with ThreadPoolExecutor(len(people)) as pool:
+        new = list(pool.map(scan, people))
+    assert sum(new) == 5
+    assert sorted(e["staff_id"] for e in check_ins(round_["steps"]["lobby"])) == \
+        sorted(set(people))
+    assert len(audited()) == 5
