@@ -197,8 +197,9 @@ def inspection_sheet(community: str = typer.Option(..., "--community", help="项
                                               help="巡查计划（策略 procedures.inspection.plans）"),
                      out: str = typer.Option(..., "--out", help="输出文件：sheet.pdf 或 sheet.png"),
                      as_json: bool = JSON) -> None:
-    """打印巡查签到码：每个检查点一个二维码（签名链接），下方印检查点名称；PDF 为 A4 每页 6 个，
-    PNG 为一整张图。扫码并登录后记录签到人和时间（README“巡查签到码”）。"""
+    """打印巡查签到码：每个检查点一个二维码（签名链接），下方印检查点名称。
+
+    PDF 为 A4 每页 6 个，PNG 为一整张图；扫码并登录后记录签到人和时间（README“巡查签到码”）。"""
     from pathlib import Path
 
     from propflow import checkpoints
