@@ -549,21 +549,27 @@ def clock_advance(delta: str | None = typer.Argument(None, help="如 2h、30m、
                   to_next_due: bool = typer.Option(
                       False, "--to-next-due", help="拨到最早到期的待处理步骤刚过期时"),
                   as_json: bool = JSON) -> None:
-    """培训模式：把模拟时钟向前拨（如 2h、30m、1d，或 --to-next-due），并立即跑一遍时限检查。"""
+    """培训模式：把模拟时钟向前拨（如 2h、30m、1d，或 --to-next-due），生成这段时间内到点的巡查，
+    并立即跑一遍时限检查。"""
     from core import clock
     from models import simclock
     from models.notices import local
-    from propflow import sla
+    from propflow import rounds, sla
 
     if (delta is None) == (not to_next_due):
         raise PropflowError("delta：给出一个时长（如 1h）或 --to-next-due，二者选一；"
                             "expected a duration such as 1h, or --to-next-due", field="delta")
     shown: dict[str, Any] = {}
+    before = clock.now()
     if to_next_due:
         at, step_id = simclock.advance_to_next_due()
         shown["past_due_step"] = step_id
     else:
         at = clock.advance(delta or "")
+    # The inspection plans' schedules over the span: their rounds, as Prefect would have.
+    made = rounds.catch_up(before, at)
+    if made:
+        shown["rounds"] = len(made)
     result = sla.tick()
     emit({"now": local(at), **shown, "lapsed": result.lapsed, "warned": result.warned,
           "woken": result.woken}, as_json)

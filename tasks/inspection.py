@@ -26,10 +26,11 @@ OPENER = f"inspection-planner@{socket.gethostname()}:{os.getpid()}"
 LOOK_BACK = timedelta(days=1)
 
 
-def open_rounds(due: list[inspection.Due]) -> list[str]:
-    """Make each round once (its unique key, models.inspection) and start its run; the
-    numbers of the rounds this call made. Each in its own transaction: a round another
-    replica made is skipped, not a failure of the rest."""
+def open_rounds(due: list[inspection.Due], *, start: bool = True) -> list[str]:
+    """Make each round once (its unique key, models.inspection) and start its run (or,
+    without `start`, leave that to the SLA clock's next pass); the numbers of the rounds
+    this call made. Each in its own transaction: a round another replica made is skipped,
+    not a failure of the rest."""
     policy = get_policy()
     made: list[tuple[int, str]] = []
     for item in due:
@@ -37,16 +38,17 @@ def open_rounds(due: list[inspection.Due]) -> list[str]:
             case = inspection.open_round(session, item, policy, now())
             if case is None:
                 continue
-            runs.claim_new(case, OPENER)  # so the SLA clock does not start it as well
+            if start:
+                runs.claim_new(case, OPENER)  # so the SLA clock does not start it as well
             made.append((case.id, case.number))
     # Outside the transactions: if Prefect is away the SLA clock starts them later.
-    for case_id, _ in made:
+    for case_id, _ in made if start else []:
         runs.start_pending(case_id, OPENER)
     return [number for _, number in made]
 
 
 def rounds_between(after: datetime, until: datetime, plans: list[str] | None = None,
-                   *, open_only: bool = False) -> list[str]:
+                   *, open_only: bool = False, start: bool = True) -> list[str]:
     """The rounds of every plan (or these) whose fire time fell in (after, until]; with
     `open_only`, only those whose patrol window has not ended by `until`."""
     policy = get_policy()
@@ -54,7 +56,7 @@ def rounds_between(after: datetime, until: datetime, plans: list[str] | None = N
         due = inspection.due_rounds(session, policy, after, until, plans)
     if open_only:
         due = [d for d in due if inspection.round_end(policy, d.plan, d.fire_at) > until]
-    return open_rounds(due)
+    return open_rounds(due, start=start)
 
 
 @db_task(name="plan-rounds", task_run_name="plan-rounds {plan}")

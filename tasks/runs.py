@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+import httpx
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -22,6 +24,9 @@ from models.cases import Case
 from models.db import rowcount, unit_of_work
 
 log = logging.getLogger("propflow.runs")
+# Whether this thread's last start found Prefect away (a refused connection, a timeout):
+# a pass with many cases to start stops there instead of waiting out each one's retries.
+_last = threading.local()
 
 # Each procedure's deployment, "<flow>/<deployment>" (core/procedures.py).
 DEPLOYMENTS = {p.name: p.deployment_path for p in PROCEDURES.values()}
@@ -80,10 +85,17 @@ def start(procedure: str, case_id: int, number: str) -> str | None:
                                  tags=tags, flow_run_name=number)
     except Exception as exc:  # Prefect down or deployment not served yet: retried later
         log.warning("could not start the %s run for %s: %s", procedure, number, exc)
+        _last.away = isinstance(exc, OSError | httpx.TransportError)
         return None
+    _last.away = False
     # Called from sync code, Prefect's sync-or-async wrapper gives the run, not a coroutine.
     assert isinstance(run, FlowRun)
     return str(run.id)
+
+
+def prefect_away() -> bool:
+    """The last start tried on this thread could not reach Prefect at all."""
+    return bool(getattr(_last, "away", False))
 
 
 # A start claimed longer ago than this was abandoned by a process that died before it

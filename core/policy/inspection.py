@@ -11,7 +11,7 @@ supervisor's own patrol). Plain models, no import of core.policy.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
@@ -19,7 +19,6 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
-    Field,
     field_validator,
     model_validator,
 )
@@ -57,14 +56,31 @@ class _Strict(BaseModel):
 class Checkpoint(_Strict):
     """One place on the round (a QR code on the wall), with what is checked there."""
 
-    label: str = Field(min_length=1, max_length=60)
-    items: list[str] = Field(min_length=1)
+    label: str
+    items: list[str]
+
+    @field_validator("label")
+    @classmethod
+    def _label(cls, value: str) -> str:
+        return _label(value)
+
+    @field_validator("items")
+    @classmethod
+    def _items(cls, value: list[str]) -> list[str]:
+        if not value or not all(item.strip() for item in value):
+            raise ValueError("检查表为空；expected the items checked there, e.g. [照明, 消防栓]")
+        return value
+
+
+def _label(value: str) -> str:
+    if not value.strip() or len(value) > 60:
+        raise ValueError("名称为空或超过 60 字；expected a label such as 公共设施巡查")
+    return value
 
 
 class Plan(_Strict):
-    label: str = Field(min_length=1, max_length=60)
-    covers: Literal["public_facilities", "renovation", "grounds", "shops", "leisure",
-                    "vacant_units", "supervisor_patrol"]
+    label: str
+    covers: str  # a key of COVERS
     # When a round starts, in `timezone`; it runs until the next start the same day or the
     # end of the patrol hours, whichever is first, and its checkpoints fall due then.
     cron: str
@@ -75,8 +91,13 @@ class Plan(_Strict):
     role: str = "steward"
     # `area`: one round per steward's area (the buildings split by the number of stewards);
     # `community`: one round for the whole community (a supervisor's patrol).
-    per: Literal["area", "community"] = "area"
-    checkpoints: dict[str, Checkpoint] = Field(min_length=1)
+    per: str = "area"
+    checkpoints: dict[str, Checkpoint]
+
+    @field_validator("label")
+    @classmethod
+    def _plan_label(cls, value: str) -> str:
+        return _label(value)
 
     @field_validator("cron")
     @classmethod
@@ -86,6 +107,21 @@ class Plan(_Strict):
         except (CronSimError, ValueError) as exc:
             raise ValueError(f"不是有效的 cron 表达式（{exc}）；expected five fields such as "
                              "'30 8 * * *' (daily at 08:30) or '30 8 1,15 * *'") from None
+        return value
+
+    @field_validator("covers")
+    @classmethod
+    def _covers(cls, value: str) -> str:
+        if value not in COVERS:
+            raise ValueError(f"未知的巡查类别；expected one of {list(COVERS)}")
+        return value
+
+    @field_validator("per")
+    @classmethod
+    def _per(cls, value: str) -> str:
+        if value not in ("area", "community"):
+            raise ValueError("expected area (one round per steward's area) or community "
+                             "(one round for the whole community)")
         return value
 
     @field_validator("timezone")
@@ -110,6 +146,9 @@ class Plan(_Strict):
     def _keys(cls, value: dict[str, Checkpoint]) -> dict[str, Checkpoint]:
         import re
 
+        if not value:
+            raise ValueError("没有检查点；expected at least one, e.g. {lobby: {label: 大堂, "
+                             "items: [照明, 门禁]}}")
         for key in value:
             if not re.fullmatch(KEY, key):
                 raise ValueError(f"检查点编号 {key!r} 不合规；expected lower-case letters, digits "
