@@ -34,6 +34,7 @@ COVERS = {
     "leisure": "休闲区域",
     "vacant_units": "空置房",
     "supervisor_patrol": "主管巡查抽查",
+    "pest_control": "消杀",
 }
 
 # A checkpoint's finding (the checklist form's `finding`), and what each sets off.
@@ -92,6 +93,10 @@ class Plan(_Strict):
     # `area`: one round per steward's area (the buildings split by the number of stewards);
     # `community`: one round for the whole community (a supervisor's patrol).
     per: str = "area"
+    # Every household of the community told this long before each firing (pest control's
+    # notice in every lobby two days before, seed): models/round_notice.py. None: no notice.
+    notice: Annotated[timedelta | None, BeforeValidator(lambda v: _duration(v) if v else None)] \
+        = None
     checkpoints: dict[str, Checkpoint]
 
     @field_validator("label")
@@ -164,3 +169,6 @@ class InspectionRules(_Strict):
     plans: dict[str, Plan] = {}
     # A shop's rectification (整改通知书) is followed up this long after the notice (seed).
     rectify_within: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(days=3)
+    # Vacant-unit checks ordered for a storm (`propflow inspections storm`) are due this long
+    # after the order (default): models/storm.py.
+    storm_within: Annotated[timedelta, BeforeValidator(_duration)] = timedelta(hours=4)
