@@ -273,7 +273,8 @@ def figures(session: Session, community: Community | None, month: Month, *,
 
     _rounds(session, out, received)
     if community is not None:
-        out.suggestion = suggestion(session, community.id, month)
+        found = suggestion(session, community.id, month)
+        out.suggestion = found if show else mask(found)  # written before a policy change
     out.trend = trend(session, here, month, tz, ratings)
     return out
 
@@ -474,6 +475,9 @@ def set_suggestion(session: Session, community: Community, month: Month, text: s
     """The supervisor's improvement suggestion for the month: one per community and month,
     replaced by an edit; every edit is in the audit trail with its text."""
     text = text.strip()
+    if not get_policy().reports.personal_data and mask(text) != text:
+        raise PropflowError("suggestion：改进建议中请勿填写电话或身份证号码（导出不含个人号码）；"
+                            "expected text without phone or ID numbers", field="suggestion")
     if len(text) > SUGGESTION_MAX:
         raise PropflowError(f"suggestion：改进建议过长（{len(text)} 字）；expected at most "
                             f"{SUGGESTION_MAX} characters", field="suggestion")

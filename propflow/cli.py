@@ -554,7 +554,7 @@ def clock_advance(delta: str | None = typer.Argument(None, help="如 2h、30m、
     from core import clock
     from models import simclock
     from models.notices import local
-    from propflow import rounds, sla
+    from propflow import report, rounds, sla
 
     if (delta is None) == (not to_next_due):
         raise PropflowError("delta：给出一个时长（如 1h）或 --to-next-due，二者选一；"
@@ -570,6 +570,10 @@ def clock_advance(delta: str | None = typer.Argument(None, help="如 2h、30m、
     made = rounds.catch_up(before, at)
     if made:
         shown["rounds"] = len(made)
+    # The monthly report's schedule (the 1st, 08:00) too: last month's reports, PM told.
+    reports = report.catch_up(before, at)
+    if reports:
+        shown["reports"] = [f"{r['community']} {r['month']}" for r in reports]
     result = sla.tick()
     emit({"now": local(at), **shown, "lapsed": result.lapsed, "warned": result.warned,
           "woken": result.woken}, as_json)

@@ -5,6 +5,7 @@ Every export is audited; the web page (propflow/web/report.py) goes through here
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,26 @@ def view(community: str | None, month: Month, viewer: int | str) -> tuple[Figure
                          month=month, kind="view", now=now(),
                          personal_data=found.personal_data, channel="web")
     return found, body
+
+
+def catch_up(before: datetime, after: datetime) -> list[dict[str, str]]:
+    """The training clock moved over the monthly report's fire time (the 1st, 08:00): the
+    reports the scheduled deployment would have made, for the month before each."""
+    from zoneinfo import ZoneInfo
+
+    from cronsim import CronSim
+
+    from core.procedures import DUTIES
+    from tasks.report import produce_monthly_reports
+
+    spec = DUTIES["monthly_report"]
+    tz = ZoneInfo(spec.schedule_timezone)
+    made: list[dict[str, str]] = []
+    for fire in CronSim(spec.schedule, before.astimezone(tz)):
+        if fire > after:
+            break
+        made += produce_monthly_reports.fn(str(Month.of(fire, str(tz)).shift(-1)))
+    return made
 
 
 def _community(session: Any, code: str | None, field: str) -> Any:

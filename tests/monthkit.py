@@ -53,13 +53,14 @@ class Month:
 
     def step(self, case: Case, key: str, *, opened: datetime, due: datetime,
              decided: datetime | None = None, values: dict[str, Any] | None = None,
-             breached: bool | None = None, role: str = "technician") -> Step:
+             breached: bool | None = None, role: str = "technician", level: int = 0) -> Step:
         kind = key.split("#")[0]
         step = Step(case_id=case.id, key=key, kind=kind, role=role,
                     status=StepStatus.DECIDED if decided else StepStatus.WAITING,
                     calendar="24x7", window_seconds=int((due - opened).total_seconds()),
-                    opened_at=opened, due_at=due, decided_at=decided,
-                    breached=bool(decided and decided > due) if breached is None else breached,
+                    opened_at=opened, due_at=due, decided_at=decided, level=level,
+                    breached=(bool(decided and decided > due) or level > 0) if breached is None
+                    else breached,
                     context={})
         self.session.add(step)
         self.session.flush()
@@ -140,15 +141,17 @@ def november(session: Session, *, rounds: bool = False) -> dict[str, Any]:
     # Escalations: R4's dispatch lapsed twice (levels 1, 2), C2's acknowledgement once;
     # October's does not count.
     dispatch = m.step(c["R4"], "dispatch#1", opened=at("11-10"), due=at("11-10", "10:30"),
-                      breached=True, role="tech_supervisor")
+                      decided=at("11-10", "12:00"), role="tech_supervisor", level=2)
     m.escalate(dispatch, 1, at("11-10", "10:30"))
     m.escalate(dispatch, 2, at("11-10", "11:30"))
     ack = m.step(c["C2"], "acknowledge#1", opened=at("11-12"), due=at("11-12", "10:30"),
-                 decided=at("11-12", "12:00"), role="csr")
+                 decided=at("11-12", "12:00"), role="csr", level=1)
     m.escalate(ack, 1, at("11-12", "10:30"))
     old = m.step(c["C4"], "acknowledge#1", opened=at("10-30"), due=at("10-30", "10:30"),
-                 decided=at("10-30", "12:00"), role="csr")
+                 decided=at("10-30", "12:00"), role="csr", level=1)
     m.escalate(old, 1, at("10-30", "10:30"))
+    # R6's acceptance still waits, past its due time before the month ended: late.
+    m.step(c["R6"], "accept#1", opened=at("11-30", "23:30"), due=at("11-30", "23:50"))
     if rounds:  # two rounds of the inspection procedure: one on time, one late
         for name, late in (("I1", False), ("I2", True)):
             r = c[name] = m.case("inspection", "public_facilities", "A", at("11-06", "08:30"))

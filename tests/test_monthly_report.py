@@ -78,10 +78,11 @@ def test_the_month_counted_by_hand(month: dict[str, Any]) -> None:
     # Escalations: R4's dispatch at levels 1 and 2, C2's acknowledgement at 1.
     assert {c.key: c.count for c in f.escalations} == {"1": 2, "2": 1}
     # Completion steps: R1, R2's first, R5 on time; R2's second and R3's late. R4's dispatch
-    # waits past due: counted, not on time.
+    # was decided after escalating; R6's acceptance waits past its due time: both late.
     on_time = {(o.procedure, o.kind): (o.counted, o.on_time) for o in f.on_time}
     assert on_time[("repair", "complete")] == (5, 3)
     assert on_time[("repair", "dispatch")] == (1, 0)
+    assert on_time[("repair", "accept")] == (1, 0)
     assert on_time[("complaint", "acknowledge")] == (1, 0)
     # No rounds yet: none, not an error.
     assert (f.rounds, f.rounds_on_time, f.rounds_rate) == (0, 0, None)
@@ -227,4 +228,7 @@ def test_suggestion_edited_and_audited(demo: dict, month: dict[str, Any]) -> Non
     refused = run("report", "suggest", "--community", "YGHY", "--month", "2026-11",
                   "--text", "x", "--as", str(demo["by_role"]["technician"]))
     assert refused.exit_code == 2 and "无权" in refused.output
+    personal = run("report", "suggest", "--community", "YGHY", "--month", "2026-11",
+                   "--text", "请回访 13911110001 业主", "--as", supervisor)
+    assert personal.exit_code == 2 and "suggestion" in personal.output
     assert _figures().suggestion == "重复报修逐单复盘"

@@ -4,6 +4,7 @@ created for the 1st at 08:00 in Shanghai as `propflow serve` does for every sche
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -11,10 +12,14 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 from sqlalchemy import select
+from typer.testing import CliRunner
 
+from core import clock as clock_module
+from core.settings import reset_settings
 from models.db import unit_of_work
 from models.outbox import AuditEvent, Notification
 from propflow import deployments
+from propflow.cli import app
 from tests import monthkit
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -73,3 +78,40 @@ def test_serve_creates_the_next_run_for_the_first_of_the_month() -> None:
     assert len(ours) == 1 and ours[0].state is not None and ours[0].state.is_scheduled()
     assert ours[0].expected_start_time == datetime(2026, 12, 1, 8, 0, tzinfo=SHANGHAI)
     assert ours[0].expected_start_time - at == timedelta(hours=21)
+
+
+def test_in_training_mode_advancing_over_the_first_makes_last_months_report(
+        demo, monkeypatch) -> None:
+    """A newcomer advances the training clock over 1 December 08:00 and finds November's
+    report written and the project manager told, as the schedule would have done."""
+    from tasks import runs
+
+    monkeypatch.setenv("PROPFLOW_MODE", "training")
+    reset_settings()
+    clock_module.set_clock(None)
+    monkeypatch.setattr(runs, "start", lambda *args, **kwargs: None)
+    monkeypatch.setattr(clock_module, "wall_clock", clock_module.ManualClock(
+        datetime(2026, 11, 29, 22, 0, tzinfo=SHANGHAI)))
+    runner = CliRunner()
+
+    def cli(*args: str) -> dict:
+        done = runner.invoke(app, [*args, "--json"])
+        assert done.exit_code == 0, (done.stdout, done.stderr)
+        return json.loads(done.stdout)
+
+    try:
+        assert cli("clock", "show")["now"] == "2026-11-30 09:00"
+        with unit_of_work() as session:
+            monthkit.november(session)
+        early = cli("clock", "advance", "20h")  # 05:00 on the 1st: not yet
+        assert "reports" not in early
+        moved = cli("clock", "advance", "4h")  # 09:00: past 08:00
+        assert moved["reports"] == ["YGHY 2026-11"]
+        assert "reports" not in cli("clock", "advance", "1h")  # once
+        with unit_of_work(write=False) as session:
+            told = session.scalars(select(Notification).where(
+                Notification.event == "monthly_report")).all()
+        assert [n.recipient for n in told] == [f"staff:{demo['by_role']['project_manager']}"]
+        assert "报修 6 单" in told[0].body
+    finally:
+        reset_settings()
