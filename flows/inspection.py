@@ -62,6 +62,8 @@ def inspection(case_id: int = 0, number: str = SCHEDULED, plan: str = "") -> str
 def _duty(checkpoint: dict, round_: dict) -> str:  # type: ignore[type-arg]
     """What the steward sees on the step: the checklist, and last month's defects to recheck."""
     duty = f"{checkpoint['label']}：{'、'.join(checkpoint['items'])}；逐项检查，不合格项填 not_ok"
+    if round_.get("storm_label"):  # ordered for a storm (models/storm.py)
+        duty = f"{round_['storm_label']}检查 {duty}"
     rechecks = round_.get("rechecks") or []
     if rechecks:
         duty += "；重点复查上月缺陷：" + "；".join(

@@ -724,6 +724,35 @@ def report_suggest(community: str = typer.Option(..., "--community", help="项�
         emit(report.suggest(community, report.month_of(month), text, as_staff), as_json)
 
 
+inspections_app = typer.Typer(help="巡查的临时安排（暴雨检查）和住户通知", no_args_is_help=True)
+app.add_typer(inspections_app, name="inspections")
+
+
+@inspections_app.command("storm")
+@command
+def inspections_storm(community: str = typer.Option(..., "--community", help="项目编号，如 YGHY"),
+                      when: str = typer.Option("before", "--when",
+                                               help="before 暴雨前 | after 暴雨后"),
+                      as_staff: str = typer.Option(
+                          ..., "--as", help="下令人员工编号（客服主管、客服经理、项目经理）"),
+                      as_json: bool = JSON) -> None:
+    """暴雨前后立即安排空置房检查：每个片区一轮空置房巡查（同一小时内重复下令不重复生成），
+    启动流程并通知管家；下令人留审计记录。"""
+    from models.outbox import audit_extra
+    from tasks.storm import order_storm_checks
+
+    with audit_extra(os_user=os_user()):
+        done = order_storm_checks(community, when, as_staff)
+    if as_json:
+        emit(done, True)
+        return
+    print(f"{done['community']} {done['label']}空置房检查：新生成 {done['made']} 轮，"
+          f"已启动 {done['started']} 轮")
+    for r in done["rounds"]:
+        print(f"  {r['number']} 片区 {r['area']} 截止 {r['ends_at']}"
+              f"{'' if r['made'] else '（本小时已下令，未重复生成）'}")
+
+
 @app.command("serve")
 @command
 def serve(as_json: bool = JSON) -> None:
