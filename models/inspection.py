@@ -296,8 +296,17 @@ class RoundIntake(Intake):
     def details(cls, session: Session, case: Case) -> dict[str, Any]:
         data = case.data or {}
         return {"plan": data.get("plan_label"), "area": data.get("area_label"),
-                "window": f"{data.get('fire_at')} – {data.get('ends_at')}",
+                "window": _window(data),
                 "rechecks": [f"{m['unit']}：{m['defect']}" for m in data.get("rechecks", [])]}
+
+
+def _window(data: dict[str, Any]) -> str:
+    from models.notices import local
+
+    if not data.get("fire_at"):
+        return ""
+    ends = local(datetime.fromisoformat(data["ends_at"]))
+    return f"{local(datetime.fromisoformat(data['fire_at']))} – {ends[-5:]}"
 
 
 def _take_rechecks(session: Session, plan: str, community_id: int, fire: datetime,
