@@ -70,11 +70,15 @@ def test_serve_creates_the_next_run_for_the_first_of_the_month() -> None:
     deployment = next(d for d in service.deployments() if d.name == "monthly_report")
     deployment_id = deployment.apply()
     at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
-    made = schedules.ensure_next_runs(at)
-    assert schedules.ensure_next_runs(at) == made  # replicas and later passes: the same run
-    with get_client(sync_client=True) as client:
-        ours = [r for r in (client.read_flow_run(UUID(i)) for i in made)
-                if r.deployment_id == deployment_id]
+    try:
+        made = schedules.ensure_next_runs(at)
+        assert schedules.ensure_next_runs(at) == made  # replicas, later passes: the same run
+        with get_client(sync_client=True) as client:
+            ours = [r for r in (client.read_flow_run(UUID(i)) for i in made)
+                    if r.deployment_id == deployment_id]
+    finally:  # the Prefect server is the session's: other tests' schedules find it gone
+        with get_client(sync_client=True) as client:
+            client.delete_deployment(deployment_id)
     assert len(ours) == 1 and ours[0].state is not None and ours[0].state.is_scheduled()
     assert ours[0].expected_start_time == datetime(2026, 12, 1, 8, 0, tzinfo=SHANGHAI)
     assert ours[0].expected_start_time - at == timedelta(hours=21)

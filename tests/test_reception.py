@@ -154,11 +154,18 @@ def test_serve_creates_the_schedules_next_run_once_as_prefects_scheduler_cannot(
     from propflow import schedules, service
 
     deployment = next(d for d in service.deployments() if d.name == "reception")
-    deployment.apply()
+    deployment_id = deployment.apply()
     at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai: today's 09:00 is past
-    first = schedules.ensure_next_runs(at)
+
+    def reception_runs() -> list[str]:
+        """Its runs of those made: other tests' scheduled deployments may be on the server."""
+        made = schedules.ensure_next_runs(at)
+        with get_client(sync_client=True) as client:
+            return [i for i in made if client.read_flow_run(UUID(i)).deployment_id
+                    == deployment_id]
+    first = reception_runs()
     assert len(first) == 1
-    assert schedules.ensure_next_runs(at) == first  # replicas and later passes: the same run
+    assert reception_runs() == first  # replicas and later passes: the same run
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(first[0]))
     assert run.state is not None and run.state.is_scheduled()
