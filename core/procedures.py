@@ -279,7 +279,13 @@ MONTHLY_REPORT = Duty(
     description="月度报表 monthly report — on the 1st at 08:00, last month's report of each "
                 "community written (HTML, XLSX) and its project manager told")
 
-DUTIES: dict[str, Duty] = {d.name: d for d in (MONTHLY_REPORT,)}
+ROUND_NOTICE = Duty(
+    name="round_notice", flow="flows/round_notice.py:round_notice",
+    schedule="0 8 * * *",
+    description="巡查住户通知 residents' notice — daily at 08:00, every household told of a "
+                "plan's rounds on its notice day (pest control 消杀, two days before), once")
+
+DUTIES: dict[str, Duty] = {d.name: d for d in (MONTHLY_REPORT, ROUND_NOTICE)}
 
 
 def register(procedure: Procedure) -> Procedure:

@@ -570,6 +570,13 @@ def clock_advance(delta: str | None = typer.Argument(None, help="如 2h、30m、
     made = rounds.catch_up(before, at)
     if made:
         shown["rounds"] = len(made)
+    # The residents' notices before rounds (pest control: two days before), as the daily
+    # round_notice duty would have given them by now.
+    from tasks.round_notice import announce_round_notices
+
+    announced = announce_round_notices()
+    if announced:
+        shown["notices"] = [f"{n['community']} {n['plan']} {n['day']}" for n in announced]
     # The monthly report's schedule (the 1st, 08:00) too: last month's reports, PM told.
     reports = report.catch_up(before, at)
     if reports:
@@ -751,6 +758,23 @@ def inspections_storm(community: str = typer.Option(..., "--community", help="�
     for r in done["rounds"]:
         print(f"  {r['number']} 片区 {r['area']} 截止 {r['ends_at']}"
               f"{'' if r['made'] else '（本小时已下令，未重复生成）'}")
+
+
+@inspections_app.command("notices")
+@command
+def inspections_notices(as_json: bool = JSON) -> None:
+    """现在执行一次巡查住户通知（计划任务每天 08:00 执行）：如消杀前两天通知全体住户，
+    每次只通知一遍。"""
+    from tasks.round_notice import announce_round_notices
+
+    told = announce_round_notices()
+    if as_json:
+        emit(told, True)
+    elif not told:
+        print("没有需要通知的巡查 (no plan's firing within its notice period, or told already)")
+    for item in told:
+        print(f"{item['community']}：{item['plan']} {item['day']} 已通知 "
+              f"{item['households']} 户住户")
 
 
 @app.command("serve")
