@@ -55,8 +55,12 @@ def _chart(kind: str, title: str, *, labels: list[str], series: list[tuple[str, 
         print_values=not percent and kind != "line", x_label_rotation=0 if kind != "line"
         else 30, truncate_label=-1, allow_interruptions=True,
         value_formatter=(lambda v: f"{v:.0f}%") if percent else (lambda v: f"{v:g}"),
-        range=(0, 100) if percent else None, include_x_axis=True)
+        range=(0, 100) if percent else None, include_x_axis=True, print_zeroes=False)
     chart.x_labels = labels
+    if not percent:  # counts: whole-number ticks, about eight of them
+        top = max([v for _, values in series for v in values if v is not None] or [0])
+        step = max(1, -(-top // 8))
+        chart.y_labels = list(range(0, top + step + 1, step))
     for name, values in series:
         chart.add(name, values)
     # pygal still writes an inert script of its config, and comments naming itself and the
