@@ -107,3 +107,15 @@ def test_in_the_browser_a_manager_picks_the_month_and_sees_the_numbers(
     with page.expect_download() as download:
         page.click("[data-testid=download-xlsx]")
     assert download.value.suggested_filename == "monthly-YGHY-2026-11.xlsx"
+
+
+def test_company_cs_reads_every_community_and_a_manager_may_not(demo, month) -> None:
+    company, _ = client_as(demo["by_role"]["company_cs"])
+    page = company.get("/reports/monthly?community=all&month=2026-11")
+    assert page.status_code == 200 and 'data-figure="repairs">6<' in page.text
+    assert '<option value="all" selected>' in page.text
+    assert 'data-testid="suggestion-form"' not in page.text  # a suggestion is a community's
+    manager, _ = client_as(demo["by_role"]["project_manager"])
+    refused = manager.get("/reports/monthly?community=all&month=2026-11")
+    assert refused.status_code == 403 and "全部项目" in refused.text
+    assert '<option value="all"' not in refused.text
