@@ -244,8 +244,25 @@ INSPECTION = Procedure(
     schedules="models.inspection:schedules",
 )
 
+BUILDING_REPORT = Procedure(
+    name="building_report", prefix="LY", zh="楼宇综合情况表", en="building report",
+    flow="flows/building_report.py:building_report",
+    intake="models.building_report:BuildingReportIntake",
+    command="open",
+    command_help="编制一个项目某月的楼宇综合情况表（据当月巡查记录），送客服主管审批。",
+    group_help="楼宇综合情况表：每月 28 日据当月巡查生成，客服主管审批",
+    description="楼宇综合情况表 building report — on the 28th each community's month of rounds "
+                "compiled and put to the 客服主管 for approval",
+    steps=(
+        Step("approve", "主管审批", "supervisor's approval", "ApprovalForm"),
+        Step("revise", "补正巡查记录", "records corrected", "ResultForm"),
+    ),
+    schedule="0 9 28 * *",
+)
+
 PROCEDURES: dict[str, Procedure] = {
-    p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY, MOVEIN, VISIT, RECEPTION, INSPECTION)}
+    p.name: p for p in (REPAIR, COMPLAINT, EMERGENCY, MOVEIN, VISIT, RECEPTION, INSPECTION,
+                        BUILDING_REPORT)}
 
 
 @dataclass(frozen=True)

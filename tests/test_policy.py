@@ -158,7 +158,7 @@ def test_unknown_step_priority_and_procedure(policy_with):
         p["procedures"]["move_in"] = {"prefix": "RH", "steps": {}}
 
     refused(broken(policy_with, procedure), "procedures.move_in", "未知的流程",
-            "expected one of ['complaint', 'emergency', ")  # then the other procedures
+            "expected one of ['building_report', 'complaint', 'emergency', ")  # then the others
 
     refused(broken(policy_with, lambda p: p["procedures"].pop("emergency")),
             "procedures.emergency", "缺少流程 emergency")

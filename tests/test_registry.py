@@ -82,7 +82,8 @@ def test_runs_are_started_from_the_deployments_the_registry_names():
     assert runs.DEPLOYMENTS == {"repair": "repair/repair", "complaint": "complaint/complaint",
                                 "emergency": "emergency/emergency", "movein": "movein/movein",
                                 "visit": "visit/visit", "reception": "reception/reception",
-                                "inspection": "inspection/inspection"}
+                                "inspection": "inspection/inspection",
+                                "building_report": "building_report/building_report"}
 
 
 def test_served_flows_are_the_registered_ones():
