@@ -339,3 +339,28 @@ def test_a_round_served_opens_a_repair_and_closes_by_replays(service, demo):
     assert told(number, "step_opened")
     assert not [n for n in actions.show_case(number)["notifications"]
                 if n["recipient"].startswith("owner:")]
+
+
+def test_with_prefect_away_a_pass_starts_nothing_more_after_the_first_refusal(demo, db, caplog):
+    """A week's rounds made while Prefect is away: the SLA pass gives up at the first start
+    that cannot reach it (each try waits out the client's retries), and starts the rest on a
+    later pass, once Prefect answers."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from propflow import sla
+
+    start = datetime(2026, 11, 24, 0, 0, tzinfo=SHANGHAI)
+    with unit_of_work(write=False) as session:
+        due = inspection.due_rounds(session, get_policy(), start, start + timedelta(days=1))
+    made = open_rounds(due, start=False)
+    assert len(made) == 10
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}), \
+            caplog.at_level("WARNING", logger="propflow.runs"):
+        assert sla.start_pending_runs() == 0
+        assert runs.prefect_away()
+    tried = [r for r in caplog.records if "could not start" in r.getMessage()]
+    assert len(tried) == 1, [r.getMessage() for r in tried]
+    with unit_of_work(write=False) as session:
+        claimed = session.scalar(select(func.count()).select_from(Case).where(
+            Case.run_claimed_by.is_not(None)))
+    assert claimed == 0  # the one tried let its claim go; the others were never claimed
