@@ -755,8 +755,10 @@ def inspections_storm(community: str = typer.Option(..., "--community", help="�
         return
     print(f"{done['community']} {done['label']}空置房检查：新生成 {done['made']} 轮，"
           f"已启动 {done['started']} 轮")
+    if done["started"] < done["made"]:
+        print("  Prefect 暂不可达：工单已保存，propflow serve 将在其恢复后启动流程")
     for r in done["rounds"]:
-        print(f"  {r['number']} 片区 {r['area']} 截止 {r['ends_at']}"
+        print(f"  {r['number']} 片区 {r['area']} 截止 {r['due']}"
               f"{'' if r['made'] else '（本小时已下令，未重复生成）'}")
 
 

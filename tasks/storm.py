@@ -3,6 +3,7 @@ runs started after it is committed (Prefect away: the SLA clock starts them late
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from core.clock import now
 from models import storm
 from models.cases import Case
 from models.db import unit_of_work
+from models.notices import local
 from tasks import runs
 from tasks.inspection import OPENER
 
@@ -27,8 +29,9 @@ def order_storm_checks(community: str, when: str, staff_id: int | str) -> dict[s
             runs.claim_new(case, OPENER)  # so the SLA clock does not start it as well
         ends: dict[int, dict[str, Any]] = dict(session.execute(select(Case.id, Case.data).where(
             Case.id.in_([r.case_id for r in rounds]))).tuples().all())
-        shown = [{"number": r.number, "area": r.area, "made": r.made,
-                  "ends_at": (ends.get(r.case_id) or {}).get("ends_at")} for r in rounds]
+        shown = [{"number": r.number, "area": r.area, "made": r.made, "ends_at": at,
+                  "due": local(datetime.fromisoformat(at)) if at else ""}
+                 for r in rounds for at in [(ends.get(r.case_id) or {}).get("ends_at")]]
     started = [runs.start_pending(case_id, OPENER) for case_id in made]
     return {"community": community, "when": when, "label": storm.WHEN[when],
             "made": len(made), "started": sum(1 for s in started if s), "rounds": shown}
