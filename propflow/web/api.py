@@ -167,7 +167,8 @@ class Read(Answer):
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     words = {400: "a body that is not JSON", 401: "not signed in (no or a bad token)",
              403: "not allowed", 404: "not found, or not in your communities",
-             409: "already decided", 422: "invalid input: the field and what was expected"}
+             409: "already decided, or already opened (a round or a month's report)",
+             422: "invalid input: the field and what was expected"}
     schema = {"$ref": "#/components/schemas/ProblemDetails"}
     return {s: {"model": ProblemDetails, "description": words[s],
                 "content": {"application/problem+json": {"schema": schema}}} for s in statuses}
@@ -340,7 +341,8 @@ def build_router() -> APIRouter:
         schema = model_of(name).model_json_schema()
         router.add_api_route(
             f"/cases/{name}", _opener(name), methods=["POST"], tags=["cases"],
-            status_code=201, response_model=Opened, responses=_problems(400, 401, 403, 404, 422),
+            status_code=201, response_model=Opened,
+            responses=_problems(400, 401, 403, 404, 409, 422),  # 409: one already opened
             summary=f"{spec.command_help or spec.zh} ({spec.en})",
             description=f"Open a {spec.en} case ({spec.zh}); its run starts at once. The body "
                         "is the procedure's input model; received_by defaults to you.",
