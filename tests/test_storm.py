@@ -170,3 +170,29 @@ def test_a_storm_round_is_due_by_its_deadline_lapses_to_the_supervisor_and_finds
     assert run.finish() == "done"
     (warranty,) = [n for n in run.show()["notifications"] if n["event"] == "vacant_defect"]
     assert "3-1-201" in warranty["subject"]
+
+
+@pytest.mark.usefixtures("prefect_away")
+def test_the_supervisor_orders_them_from_the_sheets_page(demo, clock):
+    from tests.webpages import client_as
+
+    supervisor, steward = demo["by_role"]["cs_supervisor"], demo["by_role"]["steward"]
+    client, csrf = client_as(supervisor)
+    page = client.get("/inspections/sheets")
+    assert page.status_code == 200 and 'data-testid="storm-form" data-community="YGHY"' \
+        in page.text
+    form = {"community": "YGHY", "when": "after"}
+    assert client.post("/inspections/storm", data=form).status_code == 403  # no csrf
+    done = client.post("/inspections/storm", data=form | {"csrf": csrf})
+    assert done.status_code == 200 and 'data-made="1"' in done.text and "暴雨后" in done.text
+    with unit_of_work(write=False) as session:
+        (detail,) = session.scalars(select(AuditEvent.detail).where(
+            AuditEvent.action == "storm_checks_ordered")).all()
+        (actor,) = session.scalars(select(AuditEvent.actor).where(
+            AuditEvent.action == "storm_checks_ordered")).all()
+    assert (actor, detail["channel"], detail["when"]) == (f"staff:{supervisor}", "web", "after")
+
+    stewards, steward_csrf = client_as(steward)
+    refused_ = stewards.post("/inspections/storm", data=form | {"csrf": steward_csrf})
+    assert refused_.status_code == 403 and 'data-field="as"' in refused_.text
+    assert "不是阳光花园的客服主管" in refused_.text

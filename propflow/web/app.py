@@ -18,6 +18,7 @@ from propflow.web import (
     problems,
     report,
     signin,
+    storm,
 )
 
 STATIC = Path(__file__).parent / "static"
@@ -28,6 +29,7 @@ def create_app() -> FastAPI:
                   docs_url="/api/docs", redoc_url=None)
     problems.install(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (signin, api, events, pages, dashboard, report, owner, links, checkin):
+    for module in (signin, api, events, pages, dashboard, report, owner, links, checkin,
+                   storm):
         app.include_router(module.router)
     return app
