@@ -68,7 +68,7 @@ def test_serve_creates_the_next_run_for_the_first_of_the_month() -> None:
     from propflow import schedules, service
 
     deployment = next(d for d in service.deployments() if d.name == "monthly_report")
-    deployment_id = deployment.apply()
+    deployment_id = deployment.apply(_sync=True)  # a browser test may leave a loop running
     at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
     try:
         made = schedules.ensure_next_runs(at)

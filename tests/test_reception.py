@@ -154,7 +154,7 @@ def test_serve_creates_the_schedules_next_run_once_as_prefects_scheduler_cannot(
     from propflow import schedules, service
 
     deployment = next(d for d in service.deployments() if d.name == "reception")
-    deployment_id = deployment.apply()
+    deployment_id = deployment.apply(_sync=True)  # a browser test may leave a loop running
     at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai: today's 09:00 is past
 
     def reception_runs() -> list[str]:
