@@ -29,8 +29,8 @@ def _chromium_missing() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
+@pytest.fixture(scope="module")  # stopped after its module: its event loop, left running,
+def browser() -> Iterator[Any]:  # made Prefect's sync calls in later flow tests go async
     missing = _chromium_missing()
     if missing:
         if os.environ.get("CI") == "true":
