@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -67,6 +68,7 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             ensure_valid()
             upgrade()
             fn(*args, **kwargs)
+            sys.stdout.flush()  # a reader gone away is met here, not at the interpreter's exit
         except PropflowError as exc:
             if as_json:
                 print(json.dumps(exc.as_dict(), ensure_ascii=False), file=sys.stderr)
@@ -75,6 +77,12 @@ def command(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(2) from None
         except (typer.Exit, typer.Abort, TyperException):
             raise  # typer's own exits and usage errors (its click is a vendored copy)
+        except BrokenPipeError:
+            # The reader stopped reading (`cases list | head`): what was asked is done, the
+            # rest of the listing has nobody to read it. Quiet, as Unix tools are; stdout is
+            # pointed at /dev/null so the interpreter's last flush does not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(0) from None
         except Exception as exc:  # noqa: BLE001 - the one place every fault is reported
             from core import faults
 

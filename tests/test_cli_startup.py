@@ -60,3 +60,20 @@ def test_a_policy_broken_after_it_was_found_valid_is_refused_by_a_read_command(t
     refused = steps_list()
     assert refused.returncode == 2, refused.stderr
     assert "Mars/Olympus" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_a_listing_piped_into_head_ends_quietly(tmp_path):
+    """`propflow cases list | head -3`: the reader has gone before the rest is written; the
+    command stops quietly, as Unix tools do, not with an internal error and a reference."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PROPFLOW_")}
+    env["PROPFLOW_HOME"] = str(tmp_path)
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader has already gone: every write meets a broken pipe
+    try:
+        done = subprocess.run([sys.executable, "-m", "propflow.cli", "demo", "seed"],
+                              cwd=ROOT, env=env, stdout=write_end, stderr=subprocess.PIPE,
+                              text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "内部错误" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
+    assert done.returncode == 0
