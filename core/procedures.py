@@ -46,8 +46,23 @@ class Schedule:
     description: str
 
 
+class _Entrypoint:
+    """What a declaration's `flow` entrypoint ("flows/repair.py:repair") names."""
+
+    flow: str
+
+    @property
+    def flow_name(self) -> str:
+        return self.flow.rpartition(":")[2]
+
+    @property
+    def flow_module(self) -> str:
+        """"flows/repair.py:repair" -> "flows.repair"."""
+        return self.flow.rpartition(":")[0].removesuffix(".py").replace("/", ".")
+
+
 @dataclass(frozen=True)
-class Procedure:
+class Procedure(_Entrypoint):
     name: str  # cases.procedure, the policy's procedures.<name>, the CLI group
     prefix: str  # case numbers: BX-20261124-0001
     zh: str
@@ -75,15 +90,6 @@ class Procedure:
     @property
     def kinds(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(s.kind for s in self.steps))
-
-    @property
-    def flow_name(self) -> str:
-        return self.flow.rpartition(":")[2]
-
-    @property
-    def flow_module(self) -> str:
-        """"flows/repair.py:repair" -> "flows.repair"."""
-        return self.flow.rpartition(":")[0].removesuffix(".py").replace("/", ".")
 
     @property
     def deployment_name(self) -> str:
@@ -266,7 +272,7 @@ PROCEDURES: dict[str, Procedure] = {
 
 
 @dataclass(frozen=True)
-class Duty:
+class Duty(_Entrypoint):
     """A scheduled flow that is no procedure: it opens no case and asks nobody (the monthly
     report). Deployed as <flow name>/<name> on its cron, beside the procedures'."""
 
@@ -276,14 +282,6 @@ class Duty:
     description: str
     schedule_timezone: str = "Asia/Shanghai"
     tags: tuple[str, ...] = field(default=())
-
-    @property
-    def flow_name(self) -> str:
-        return self.flow.rpartition(":")[2]
-
-    @property
-    def flow_module(self) -> str:
-        return self.flow.rpartition(":")[0].removesuffix(".py").replace("/", ".")
 
     @property
     def deployment_path(self) -> str:

@@ -149,6 +149,25 @@ def demo(db: str, clock: clock_module.ManualClock) -> dict:
     return data
 
 
+@pytest.fixture
+def training_mode(demo: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., None]]:
+    """Training mode on the demo company, Prefect away; returns a setter for the real time
+    (Shanghai), from which a new training clock starts."""
+    from tasks import runs
+
+    monkeypatch.setenv("PROPFLOW_MODE", "training")
+    reset_settings()
+    clock_module.set_clock(None)  # the TrainingClock kept in the database, as configured
+    monkeypatch.setattr(runs, "start", lambda *args, **kwargs: None)
+
+    def real_time(*at: int) -> None:
+        wall = clock_module.ManualClock(datetime(*at, tzinfo=SHANGHAI))
+        monkeypatch.setattr(clock_module, "wall_clock", wall)
+
+    yield real_time
+    reset_settings()
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     from prefect.settings import PREFECT_API_URL

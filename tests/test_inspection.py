@@ -13,10 +13,8 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from core import clock as clock_module
 from core.errors import PropflowError
 from core.policy import get_policy
-from core.settings import reset_settings
 from models import inspection
 from models.cases import Case, CaseLink, Step
 from models.db import unit_of_work
@@ -133,16 +131,9 @@ def test_stewards_split_the_buildings_between_them(demo, db):
 # --- training mode: the simulated clock drives the schedules ----------------------------------
 
 @pytest.fixture
-def training(demo, monkeypatch):  # type: ignore[no-untyped-def]
+def training(training_mode):  # type: ignore[no-untyped-def]
     """Training mode, Prefect away; the real time is the evening before National Day."""
-    monkeypatch.setenv("PROPFLOW_MODE", "training")
-    reset_settings()
-    clock_module.set_clock(None)
-    monkeypatch.setattr(runs, "start", lambda *args, **kwargs: None)
-    wall = clock_module.ManualClock(datetime(2026, 9, 29, 22, 0, tzinfo=SHANGHAI))
-    monkeypatch.setattr(clock_module, "wall_clock", wall)
-    yield
-    reset_settings()
+    training_mode(2026, 9, 29, 22, 0)
 
 
 def cli(*args: str) -> dict | list:

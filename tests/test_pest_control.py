@@ -11,15 +11,12 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from core import clock as clock_module
 from core.policy import get_policy
-from core.settings import reset_settings
 from models import inspection
 from models.db import unit_of_work
 from models.org import Resident
 from models.outbox import AuditEvent, Notification
 from propflow.cli import app
-from tasks import runs
 from tasks.round_notice import announce_round_notices
 from tests.conftest import SHANGHAI
 from tests.flowkit import CaseRun
@@ -112,16 +109,9 @@ def test_the_daily_duty_run_tells_households_once(demo, clock):
 
 
 @pytest.fixture
-def training(demo, monkeypatch):  # type: ignore[no-untyped-def]
+def training(training_mode):  # type: ignore[no-untyped-def]
     """Training mode, Prefect away; the real time is an evening in December."""
-    monkeypatch.setenv("PROPFLOW_MODE", "training")
-    reset_settings()
-    clock_module.set_clock(None)
-    monkeypatch.setattr(runs, "start", lambda *args, **kwargs: None)
-    wall = clock_module.ManualClock(datetime(2026, 12, 10, 22, 0, tzinfo=SHANGHAI))
-    monkeypatch.setattr(clock_module, "wall_clock", wall)
-    yield
-    reset_settings()
+    training_mode(2026, 12, 10, 22, 0)
 
 
 def cli(*args: str) -> dict:

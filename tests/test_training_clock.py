@@ -12,32 +12,19 @@ from sqlalchemy import select
 from typer.testing import CliRunner
 
 from core import clock as clock_module
-from core.settings import reset_settings
 from models import steps
 from models.cases import Case, Step
 from models.db import unit_of_work
 from propflow import actions as service
 from propflow.cli import app as cli
-from tasks import runs
 from tests.conftest import SHANGHAI
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def training(demo, monkeypatch):  # type: ignore[no-untyped-def]
-    """Training mode on the demo company, Prefect away; returns a setter for the real time."""
-    monkeypatch.setenv("PROPFLOW_MODE", "training")
-    reset_settings()
-    clock_module.set_clock(None)  # the TrainingClock kept in the database, as configured
-    monkeypatch.setattr(runs, "start", lambda *args, **kwargs: None)
-
-    def real_time(*at: int) -> None:
-        wall = clock_module.ManualClock(datetime(*at, tzinfo=SHANGHAI))
-        monkeypatch.setattr(clock_module, "wall_clock", wall)
-
-    yield real_time
-    reset_settings()
+def training(training_mode):  # type: ignore[no-untyped-def]
+    return training_mode
 
 
 def cli_json(*args: str) -> dict:
