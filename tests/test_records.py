@@ -76,7 +76,16 @@ CONTEXT = dict(
     decider="张伟", decider_role="项目经理", decided_at="2026-11-24 09:05",
     reply_by="2026-11-27 09:00", operation_label="转办", operation_en="transfer",
     by_name="陈静", note="", note_en="",
+    # rounds (巡查), storms, pest control and the monthly report
+    month="2026-11", community="YGHY", completion_rate="83.3%",
+    repeat_rate="3.0%", repeat_target="5%", satisfaction="86", satisfaction_target="90",
+    complaints=2, page="http://127.0.0.1:8080/reports/monthly", html_path="/r/YGHY.html",
+    xlsx_path="/r/YGHY.xlsx", storm_label="暴雨前", ordered_by="陈静", area_label="1-3号楼",
+    notice="ZG-0001", shop="1-1-102", checkpoint="商铺消防", problem="灭火器过期",
+    plan_label="消杀", vacant_unit="3-1-101",
 )
+# Messages about no one case: a month's report, a notice to every household of a community.
+CASELESS = {"monthly_report", "pest_notice", "round_notice"}
 
 
 @pytest.mark.parametrize("path", sorted(TEMPLATES.glob("*/*.zh-CN.j2")), ids=lambda p: p.stem)
@@ -85,7 +94,8 @@ def test_every_message_renders_in_both_languages(path: Path):
     for lang in LANGS:
         msg = render(path.parent.name, event, lang, **CONTEXT)
         assert msg.subject and msg.body
-        assert "BX-20261124-0001" in msg.subject + msg.body
+        if event not in CASELESS:
+            assert "BX-20261124-0001" in msg.subject + msg.body
     # With every value in ASCII, the English template itself must carry no Chinese.
     ascii_ctx = {k: "x" if isinstance(v, str) else v for k, v in CONTEXT.items()}
     english = render(path.parent.name, event, "en", **ascii_ctx)
