@@ -42,22 +42,24 @@ class CaseRun:
     procedure = "repair"
 
     def __init__(self, demo: dict, clock: ManualClock, **fields: Any) -> None:
-        from flows import flow_for
-
-        self.demo, self.clock = demo, clock
-        flow_fn = flow_for(self.procedure)  # any registered procedure (core/procedures.py)
         self.case = actions.open_case(self.procedure, example(self.procedure) | fields,
                                       start_run=False)
-        self.number = self.case["number"]
+        self._start(demo, clock, self.case["number"])
+
+    def _start(self, demo: dict, clock: ManualClock, number: str) -> None:
+        from flows import flow_for
+
+        self.demo, self.clock, self.number = demo, clock, number
         with unit_of_work() as session:
-            self.case_id = session.scalars(select(Case.id).where(
-                Case.number == self.number)).one()
+            self.case_id, procedure = session.execute(select(Case.id, Case.procedure).where(
+                Case.number == number)).one()
+        flow_fn = flow_for(procedure)  # any registered procedure (core/procedures.py)
         self.result: Any = None
         self.error: BaseException | None = None
 
         def body() -> None:
             try:
-                self.result = flow_fn(case_id=self.case_id, number=self.number)
+                self.result = flow_fn(case_id=self.case_id, number=number)
             except BaseException as exc:  # reported by finish()
                 self.error = exc
 
@@ -133,6 +135,15 @@ class CaseRun:
 
     def show(self) -> dict[str, Any]:
         return actions.show_case(self.number)
+
+
+class ExistingRun(CaseRun):
+    """The run of a case opened otherwise (by another flow, a schedule, a storm order),
+    driven in this process."""
+
+    def __init__(self, demo: dict, clock: ManualClock, number: str) -> None:  # noqa: D107
+        self.case = actions.show_case(number)
+        self._start(demo, clock, number)
 
 
 class RepairRun(CaseRun):

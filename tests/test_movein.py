@@ -5,7 +5,6 @@ process and on the served service. SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import threading
 from decimal import Decimal
 from typing import Any
 
@@ -23,7 +22,7 @@ from models.movein import fee_due
 from models.outbox import Notification
 from propflow import actions, sla
 from propflow.cli import app
-from tests.flowkit import CaseRun, until
+from tests.flowkit import CaseRun, ExistingRun, until
 
 OWNER_ID = "110101199003071233"  # valid check digit (GB 11643)
 AGENT_ID = "110105198506124561"
@@ -32,30 +31,6 @@ runner = CliRunner()
 
 class MoveInRun(CaseRun):
     procedure = "movein"
-
-
-class LinkedRun(CaseRun):
-    """The run of a case another flow opened (a defect repair), driven in this process."""
-
-    def __init__(self, demo: dict, clock: Any, number: str) -> None:  # noqa: D107
-        from flows import flow_for
-
-        self.demo, self.clock, self.number = demo, clock, number
-        with unit_of_work() as session:
-            case = session.scalars(select(Case).where(Case.number == number)).one()
-            self.case_id, procedure = case.id, case.procedure
-        self.case = actions.show_case(number)
-        self.result, self.error = None, None
-        flow_fn = flow_for(procedure)
-
-        def body() -> None:
-            try:
-                self.result = flow_fn(case_id=self.case_id, number=number)
-            except BaseException as exc:  # reported by finish()
-                self.error = exc
-
-        self.thread = threading.Thread(target=body, daemon=True)
-        self.thread.start()
 
 
 def refused(fields: dict[str, Any]) -> PropflowError:
@@ -254,7 +229,7 @@ def test_two_defects_open_two_linked_repairs_then_reinspection_and_sign_off(demo
     assert sorted(lk["case"] for lk in case["links"] if lk["relation"] == "defect") == \
         sorted(repairs)
     centre = demo["by_role"]["developer_warranty"]
-    linked = [LinkedRun(demo, clock, n) for n in repairs]
+    linked = [ExistingRun(demo, clock, n) for n in repairs]
     for repair in linked:
         shown_repair = repair.show()
         assert shown_repair["paid"] is False  # a move-in defect is never the owner's to pay

@@ -5,7 +5,6 @@ steward, starts its run and records who ordered it."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,7 +22,7 @@ from propflow.cli import app
 from tasks import runs
 from tasks.storm import order_storm_checks
 from tests.conftest import SHANGHAI
-from tests.flowkit import CaseRun
+from tests.flowkit import ExistingRun
 
 runner = CliRunner()
 
@@ -106,30 +105,6 @@ def test_a_bad_order_is_refused_naming_the_field_and_makes_nothing(demo, args, f
         assert session.scalar(select(func.count()).select_from(Case)) == 0
 
 
-class StormRun(CaseRun):
-    """An existing round's run, in a thread of this process (CaseRun opens its own case)."""
-
-    procedure = "inspection"
-
-    def __init__(self, demo: dict, clock: Any, number: str) -> None:  # noqa: D107
-        from flows.inspection import inspection as flow_fn
-
-        self.demo, self.clock, self.number = demo, clock, number
-        with unit_of_work() as session:
-            self.case_id = session.scalars(select(Case.id).where(Case.number == number)).one()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-        def body() -> None:
-            try:
-                self.result = flow_fn(case_id=self.case_id, number=number)
-            except BaseException as exc:  # reported by finish()
-                self.error = exc
-
-        self.thread = threading.Thread(target=body, daemon=True)
-        self.thread.start()
-
-
 @pytest.mark.usefixtures("prefect_api")
 def test_a_storm_rounds_run_is_started_from_the_inspection_deployment(demo, clock):
     from uuid import UUID
@@ -154,7 +129,7 @@ def test_a_storm_round_is_due_by_its_deadline_lapses_to_the_supervisor_and_finds
     supervisor, steward = demo["by_role"]["cs_supervisor"], demo["by_role"]["steward"]
     # Not through CliRunner: its captured streams, closed, would be Prefect's log's in the run.
     done = order_storm_checks("YGHY", "after", supervisor)
-    run = StormRun(demo, clock, done["rounds"][0]["number"])
+    run = ExistingRun(demo, clock, done["rounds"][0]["number"])
     step = run.step("checkpoint#units")
     with unit_of_work(write=False) as session:
         row = session.get(Step, step["id"])
