@@ -283,6 +283,21 @@ def _at_head(url: str) -> bool:
     return bool(heads) and current == heads
 
 
+def all_tables() -> list[Table]:
+    """Every table of ours, in dependency order. A model module registers its tables when it
+    is imported, and many are imported only when first used: importing them all here is what
+    makes a list (a truncation, a count of every table) complete whatever ran before."""
+    import pkgutil
+    from importlib import import_module
+
+    import models
+
+    for module in pkgutil.iter_modules(models.__path__):
+        if module.name != "migrations":
+            import_module(f"models.{module.name}")
+    return list(Base.metadata.sorted_tables)
+
+
 def upgrade(url: str | None = None) -> None:
     """Bring the schema to the newest migration (Alembic). Every command calls this, and
     importing Alembic costs a read command more than all its own work: when the schema is

@@ -26,14 +26,18 @@ from core import prefect_env  # noqa: E402
 
 prefect_env.configure()
 prefect_env.configure_server()  # the session's Prefect server, as scripts/run starts one
-
+# Prefect sets up its logging when first imported, and its console handler keeps the stream
+# that is sys.stderr at that moment. Imported first inside a CLI test (CliRunner's stream,
+# closed when the command ends), every later Prefect log in the session failed with "I/O
+# operation on closed file". Imported here, it keeps pytest's own stream.
+import prefect.main  # noqa: E402, F401  (where Prefect sets its logging up)
 import psycopg  # noqa: E402
 import pytest  # noqa: E402
 from sqlalchemy import text  # noqa: E402
 
 from core import clock as clock_module  # noqa: E402
 from core.settings import reset_settings  # noqa: E402
-from models.db import Base, dispose_engines, get_engine, upgrade  # noqa: E402
+from models.db import all_tables, dispose_engines, get_engine, upgrade  # noqa: E402
 from tests.browser import any_page, browser, page_desktop, page_phone  # noqa: E402, F401
 from tests.servekit import service  # noqa: E402, F401
 from tests.servers import http_receiver, smtp_server  # noqa: E402, F401
@@ -42,6 +46,7 @@ from tests.webkit import live_web, web_client  # noqa: E402, F401
 PG_ADMIN = os.environ.get("PROPFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _pg_used: list[str] = []
+_prefect_db: list[str] = []  # the Prefect server's database, when on PostgreSQL
 
 
 def _pg_reachable() -> bool:
@@ -84,6 +89,8 @@ def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
     tr = terminalreporter
+    if _prefect_db:
+        tr.write_line(f"Prefect server: on PostgreSQL (database {_prefect_db[0]})")
     if _pg_used:
         tr.write_line(f"PostgreSQL: {len(_pg_used)} tests ran against {PG_ADMIN.rsplit('/', 1)[0]}"
                       f" (databases {', '.join(sorted(set(_pg_used)))})")
@@ -119,7 +126,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monke
         upgrade(url)
     else:
         url = request.getfixturevalue("pg_database")
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        tables = ", ".join(t.name for t in all_tables())
         with get_engine(url).begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
         _pg_used.append(url.rsplit("/", 1)[1])
@@ -170,11 +177,28 @@ def training_mode(demo: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator[Calla
 
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
+    """One Prefect server for the session: on PostgreSQL when it is reachable (production's
+    database for Prefect, and no SQLite lock to wait on: tests/prefectkit.py), else on SQLite.
+    PROPFLOW_TEST_PREFECT_DB=sqlite keeps it on SQLite."""
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=180):
-        yield str(PREFECT_API_URL.value())
+    if not PG_OK or os.environ.get("PROPFLOW_TEST_PREFECT_DB") == "sqlite":
+        with prefect_test_harness(server_startup_timeout=180):
+            yield str(PREFECT_API_URL.value())
+        return
+    from tests.prefectkit import prefect_server
+
+    name = f"propflow_prefect_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    _prefect_db.append(name)
+    try:
+        with prefect_server(f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}") as url:
+            yield url
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture

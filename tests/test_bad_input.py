@@ -16,14 +16,11 @@ import yaml
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-import models.cases
-import models.org
-import models.outbox  # noqa: F401  (every table must be in Base.metadata)
 from core import clock as clock_module
 from core.procedures import PROCEDURES
 from core.settings import DEMO_POLICY
 from models import directory, steps
-from models.db import Base, get_engine, unit_of_work
+from models.db import all_tables, get_engine, unit_of_work
 from propflow import actions as service
 from propflow.cli import app
 
@@ -36,7 +33,7 @@ def table_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, in a stable order: equal before and after means untouched."""
     out: dict[str, list[tuple[Any, ...]]] = {}
     with get_engine(url).connect() as conn:
-        for table in Base.metadata.sorted_tables:
+        for table in all_tables():
             rows = conn.execute(select(table).order_by(*table.primary_key.columns)).all()
             out[table.name] = [tuple(r) for r in rows]
     return out
@@ -45,7 +42,7 @@ def table_rows(url: str) -> dict[str, list[tuple[Any, ...]]]:
 def row_counts(url: str) -> dict[str, int]:
     with get_engine(url).connect() as conn:
         return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one()
-                for t in Base.metadata.sorted_tables}
+                for t in all_tables()}
 
 
 def refused(args: list[str], field: str, *expected: str) -> dict[str, Any]:
