@@ -1,0 +1,58 @@
+"""The tests' Prefect API server, on PostgreSQL when it is reachable, as in production.
+
+Prefect's own `prefect_test_harness` always puts the server on SQLite. There, the writes that
+served runs, their journals and the task-run recorder make at once collide ("database is
+locked"), the server answers 503 and its clients back off for seconds: the 200-case burst
+took 155 s with Prefect on SQLite against 65 s on PostgreSQL (README "Benchmarks"), and the
+served tests spent their time the same way. This is the harness with the server's database
+given, so a served test waits on propflow, not on SQLite's single writer.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def prefect_server(database_url: str, startup_timeout: int = 180) -> Iterator[str]:
+    """A Prefect server in a subprocess on `database_url`; this process's Prefect settings
+    point at it while the context lasts. Yields the API URL."""
+    import prefect.context
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.server.database.dependencies import temporary_database_interface
+    from prefect.settings import (
+        PREFECT_API_URL,
+        PREFECT_SERVER_DATABASE_CONNECTION_URL,
+        temporary_settings,
+    )
+
+    with ExitStack() as stack:
+        stack.enter_context(temporary_database_interface())
+        # The subprocess is started with the settings in effect, this URL among them.
+        stack.enter_context(temporary_settings(
+            updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url}))
+        server = SubprocessASGIServer(port=_free_port())
+        # As prefect_test_harness does: code that asks for "the" subprocess server during a
+        # flow run finds this one instead of starting another (PrefectHQ/prefect#21544).
+        prior = SubprocessASGIServer._instances.get(None)
+        SubprocessASGIServer._instances[None] = server
+        server.start(timeout=startup_timeout)
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: server.api_url}))
+        stack.enter_context(prefect.context._temporary_global_settings_context(
+            prefect.context.get_settings_context()))
+        try:
+            yield server.api_url
+        finally:
+            server.stop()
+            if prior is None:
+                SubprocessASGIServer._instances.pop(None, None)
+            else:
+                SubprocessASGIServer._instances[None] = prior
