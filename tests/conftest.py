@@ -201,6 +201,17 @@ def prefect_api() -> Iterator[str]:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+@pytest.fixture(autouse=True)
+def _no_runs_left_by_earlier_tests(request: pytest.FixtureRequest) -> None:
+    """Each test using the session's Prefect server starts with no unfinished run of another
+    test on it (tests/prefectkit.py, forget_unfinished_runs)."""
+    if "prefect_api" in request.fixturenames:
+        request.getfixturevalue("prefect_api")
+        from tests.prefectkit import forget_unfinished_runs
+
+        forget_unfinished_runs()
+
+
 @pytest.fixture
 def policy_with(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Write a policy file: the demo policy with top-level keys replaced, or changed in place

@@ -47,7 +47,8 @@ class Service:
                 except Exception:
                     return False
             return "polling for scheduled runs" in self.log.read_text()
-        until("the service to serve its deployments", served, timeout=90)
+        # Generous: on CI's two cores with two test workers a start took over 90 s (2026-12-01).
+        until("the service to serve its deployments", served, timeout=240)
 
     def children(self) -> list[str]:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],

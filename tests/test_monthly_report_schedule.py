@@ -69,7 +69,7 @@ def test_serve_creates_the_next_run_for_the_first_of_the_month() -> None:
 
     deployment = next(d for d in service.deployments() if d.name == "monthly_report")
     deployment_id = deployment.apply(_sync=True)  # a browser test may leave a loop running
-    at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)
+    at = datetime(2030, 11, 30, 3, 0, tzinfo=UTC)  # years ahead: a run already due would be taken
     try:
         made = schedules.ensure_next_runs(at)
         assert schedules.ensure_next_runs(at) == made  # replicas, later passes: the same run
@@ -80,7 +80,7 @@ def test_serve_creates_the_next_run_for_the_first_of_the_month() -> None:
         with get_client(sync_client=True) as client:
             client.delete_deployment(deployment_id)
     assert len(ours) == 1 and ours[0].state is not None and ours[0].state.is_scheduled()
-    assert ours[0].expected_start_time == datetime(2026, 12, 1, 8, 0, tzinfo=SHANGHAI)
+    assert ours[0].expected_start_time == datetime(2030, 12, 1, 8, 0, tzinfo=SHANGHAI)
     assert ours[0].expected_start_time - at == timedelta(hours=21)
 
 

@@ -155,7 +155,9 @@ def test_serve_creates_the_schedules_next_run_once_as_prefects_scheduler_cannot(
 
     deployment = next(d for d in service.deployments() if d.name == "reception")
     deployment_id = deployment.apply(_sync=True)  # a browser test may leave a loop running
-    at = datetime(2026, 11, 30, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai: today's 09:00 is past
+    # 11:00 in Shanghai: that day's 09:00 is past. Years ahead, so that the run is never due
+    # (a run already due is taken by any executor serving the deployment, and completes).
+    at = datetime(2030, 11, 30, 3, 0, tzinfo=UTC)
 
     def reception_runs() -> list[str]:
         """Its runs of those made: other tests' scheduled deployments may be on the server."""
@@ -169,7 +171,7 @@ def test_serve_creates_the_schedules_next_run_once_as_prefects_scheduler_cannot(
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(UUID(first[0]))
     assert run.state is not None and run.state.is_scheduled()
-    assert run.expected_start_time == datetime(2026, 12, 1, 9, 0, tzinfo=SHANGHAI)
+    assert run.expected_start_time == datetime(2030, 12, 1, 9, 0, tzinfo=SHANGHAI)
 
 
 @pytest.mark.slow
