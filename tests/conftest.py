@@ -81,16 +81,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     workeroutput = getattr(session.config, "workeroutput", None)
     if workeroutput is not None:
         workeroutput["pg_used"] = list(_pg_used)
+        workeroutput["prefect_db"] = list(_prefect_db)
 
 
 def pytest_testnodedown(node, error) -> None:  # type: ignore[no-untyped-def]
     _pg_used.extend(getattr(node, "workeroutput", {}).get("pg_used", []))
+    _prefect_db.extend(getattr(node, "workeroutput", {}).get("prefect_db", []))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # type: ignore[no-untyped-def]
     tr = terminalreporter
     if _prefect_db:
-        tr.write_line(f"Prefect server: on PostgreSQL (database {_prefect_db[0]})")
+        tr.write_line(f"Prefect server: on PostgreSQL (databases {', '.join(_prefect_db)})")
     if _pg_used:
         tr.write_line(f"PostgreSQL: {len(_pg_used)} tests ran against {PG_ADMIN.rsplit('/', 1)[0]}"
                       f" (databases {', '.join(sorted(set(_pg_used)))})")
