@@ -10,15 +10,10 @@ given, so a served test waits on propflow, not on SQLite's single writer.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.servekit import free_port
 
 
 @contextmanager
@@ -39,7 +34,7 @@ def prefect_server(database_url: str, startup_timeout: int = 180) -> Iterator[st
         # The subprocess is started with the settings in effect, this URL among them.
         stack.enter_context(temporary_settings(
             updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url}))
-        server = SubprocessASGIServer(port=_free_port())
+        server = SubprocessASGIServer(port=free_port())
         # As prefect_test_harness does: code that asks for "the" subprocess server during a
         # flow run finds this one instead of starting another (PrefectHQ/prefect#21544).
         prior = SubprocessASGIServer._instances.get(None)
