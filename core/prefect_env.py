@@ -33,10 +33,17 @@ def configure(environ: MutableMapping[str, str] = os.environ) -> None:
 #   their states still reach the UI: the task-run recorder, which stays on, records them
 #   from the event stream, not from the persisted events;
 # - triggers and actions (automations): propflow has none; its escalations are its own.
+# And the task-run recorder writes in batches, once a second at most, instead of one write
+# per task-run state (Prefect's default batch of 1): a case's opening makes 15 of them, and
+# 200 cases opened at once took 166 s to be waiting with one write each, 109 s in batches
+# (bench/waiting_cases.py, 2026-12-01). The UI shows a task run up to a second later.
 SERVER = {
     "PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
     "PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "200",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
 }
 
 

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-import httpx
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -84,6 +83,8 @@ def start(procedure: str, case_id: int, number: str) -> str | None:
             run = run_deployment(DEPLOYMENTS[procedure], parameters=parameters, timeout=0,
                                  tags=tags, flow_run_name=number)
     except Exception as exc:  # Prefect down or deployment not served yet: retried later
+        import httpx  # here, not at the top: a read command would pay for it (test_cli_startup)
+
         log.warning("could not start the %s run for %s: %s", procedure, number, exc)
         _last.away = isinstance(exc, OSError | httpx.TransportError)
         return None

@@ -1,9 +1,10 @@
 """A read command starts without what it does not use (issue 6: `propflow steps list` costs at
 most 1.6 x importing the libraries every command needs; bench/cli_startup.py measures it):
 not Prefect, not Alembic once the schema is at its newest migration, not pydantic-settings,
-not the PostgreSQL dialect on SQLite, not pydantic at all: neither the step and intake forms
-nor the policy's models (a policy file found valid before is known by its digest), nor the
-holiday tables when no form is checked and no date computed."""
+not the PostgreSQL dialect on SQLite, not httpx (only a start of a run needs it), not pydantic
+at all: neither the step and intake forms nor the policy's models (a policy file found valid
+before is known by its digest), nor the holiday tables when no form is checked and no date
+computed."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ except SystemExit as exc:
 print(json.dumps({"code": code, "modules": sorted(sys.modules)}), file=sys.stderr)
 """
 NOT_NEEDED = ("prefect", "alembic", "pydantic", "dotenv", "sqlalchemy.dialects.postgresql",
-              "models.forms", "models.intake", "core.policy.file", "chinese_calendar")
+              "models.forms", "models.intake", "core.policy.file", "chinese_calendar", "httpx")
 
 
 def test_steps_list_imports_nothing_it_does_not_use(tmp_path):
