@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.flowkit import RepairRun
+from tests.flowkit import RepairRun, until
 
 pytestmark = pytest.mark.usefixtures("prefect_api")
 
@@ -124,12 +124,15 @@ def test_lapses_climb_the_chain_and_show_in_the_run(demo, clock):
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import TaskRunSort
 
-    with get_client(sync_client=True) as client:  # 3.8.8 wants an explicit sort and limit
-        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
-            id=FlowRunFilterId(any_=[UUID(run.flow_run_id())])),
-            sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=200)
-    assert sorted(t.name for t in task_runs if t.name.startswith("escalate")) == [
-        "escalate level 1", "escalate level 2", "escalate level 3"]
+    def escalations() -> list[str]:
+        with get_client(sync_client=True) as client:  # 3.8.8 wants an explicit sort and limit
+            task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+                id=FlowRunFilterId(any_=[UUID(run.flow_run_id())])),
+                sort=TaskRunSort.EXPECTED_START_TIME_DESC, limit=200)
+        return sorted(t.name for t in task_runs if t.name.startswith("escalate"))
+    # The server records task runs from their events, in batches a second apart at most.
+    until("the third escalation's task run", lambda: len(escalations()) >= 3)
+    assert escalations() == ["escalate level 1", "escalate level 2", "escalate level 3"]
     # Someone above in the chain may still decide it.
     run.decide("accept#1", "project_manager", note="已协调")
     assert run.step("complete#1")
