@@ -98,9 +98,10 @@ class Bench:
         return proc
 
     def prefect_server(self, pg: bool = False) -> subprocess.Popen:
-        """`prefect server start` on a free port; PREFECT_API_URL points at it from now on.
-        Its own database is SQLite under the bench's home, or with `pg` a throwaway
-        PostgreSQL database, as in production (README "Scaling out")."""
+        """`prefect server start` on a free port, as scripts/run starts it
+        (propflow.prefect_server); PREFECT_API_URL points at it from now on. Its own database
+        is SQLite under the bench's home, or with `pg` a throwaway PostgreSQL database, as in
+        production (README "Scaling out")."""
         import httpx
 
         env = {}
@@ -115,7 +116,7 @@ class Bench:
         port = free_port()
         # As scripts/run starts it: without the services propflow does not use.
         env = dict(prefect_env.configure_server(dict(os.environ)), **env)
-        proc = self.spawn([str(Path(PY).parent / "prefect"), "server", "start", "--host",
+        proc = self.spawn([PY, "-m", "propflow.prefect_server", "start", "--host",
                            "127.0.0.1", "--port", str(port)], "prefect-server.log", **env)
         url = f"http://127.0.0.1:{port}/api"
         os.environ["PREFECT_API_URL"] = url

@@ -5,13 +5,17 @@ served runs, their journals and the task-run recorder make at once collide ("dat
 locked"), the server answers 503 and its clients back off for seconds: the 200-case burst
 took 155 s with Prefect on SQLite against 65 s on PostgreSQL (README "Benchmarks"), and the
 served tests spent their time the same way. This is the harness with the server's database
-given, so a served test waits on propflow, not on SQLite's single writer.
+given, so a served test waits on propflow, not on SQLite's single writer, and serving the
+application scripts/run serves (propflow.prefect_server), on either database.
 """
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
+from unittest import mock
 
 from tests.servekit import free_port
 
@@ -34,7 +38,7 @@ def prefect_server(database_url: str, startup_timeout: int = 180) -> Iterator[st
         # The subprocess is started with the settings in effect, this URL among them.
         stack.enter_context(temporary_settings(
             updates={PREFECT_SERVER_DATABASE_CONNECTION_URL: database_url}))
-        server = SubprocessASGIServer(port=free_port())
+        server = _server_class()(port=free_port())
         # As prefect_test_harness does: code that asks for "the" subprocess server during a
         # flow run finds this one instead of starting another (PrefectHQ/prefect#21544).
         prior = SubprocessASGIServer._instances.get(None)
@@ -51,6 +55,26 @@ def prefect_server(database_url: str, startup_timeout: int = 180) -> Iterator[st
                 SubprocessASGIServer._instances.pop(None, None)
             else:
                 SubprocessASGIServer._instances[None] = prior
+
+
+def _server_class() -> Any:
+    from prefect.server.api import server as prefect_server
+
+    class PropflowServer(prefect_server.SubprocessASGIServer):
+        """Prefect's test server with the application propflow's scripts/run serves
+        (propflow.prefect_server: on SQLite, writes wait for each other instead of 503)."""
+
+        def _run_uvicorn_command(self) -> Any:
+            popen = subprocess.Popen
+
+            def ours(args: list[str], **kwargs: Any) -> Any:
+                args = ["propflow.prefect_server:create_app"
+                        if a == "prefect.server.api.server:create_app" else a for a in args]
+                assert "propflow.prefect_server:create_app" in args, args
+                return popen(args, **kwargs)
+            with mock.patch.object(prefect_server.subprocess, "Popen", ours):
+                return super()._run_uvicorn_command()
+    return PropflowServer
 
 
 def forget_unfinished_runs() -> int:

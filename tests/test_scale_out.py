@@ -107,8 +107,9 @@ class Processes:
 
 @pytest.fixture
 def prefect_on_pg(tmp_path: Path) -> Any:
-    """`prefect server start` on a free port with its records in a new PostgreSQL database;
-    Prefect calls made here go to it for the test's duration."""
+    """`prefect server start`, as scripts/run starts it (propflow.prefect_server), on a free
+    port with its records in a new PostgreSQL database; Prefect calls made here go to it for
+    the test's duration."""
     import httpx
     import psycopg
     from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -125,9 +126,10 @@ def prefect_on_pg(tmp_path: Path) -> Any:
                PREFECT_API_DATABASE_CONNECTION_URL=PG_ADMIN.replace(
                    "postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}")
     env.pop("PREFECT_API_URL", None)
-    server = subprocess.Popen([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1",
-                               "--port", str(port)], cwd=ROOT, env=env, stdout=log.open("ab"),
-                              stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen([sys.executable, "-m", "propflow.prefect_server", "start",
+                               "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
     url = f"http://127.0.0.1:{port}/api"
 
     def healthy() -> bool:
