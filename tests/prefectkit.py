@@ -11,13 +11,19 @@ application scripts/run serves (propflow.prefect_server), on either database.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
 from tests.servekit import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @contextmanager
@@ -55,6 +61,42 @@ def prefect_server(database_url: str, startup_timeout: int = 180) -> Iterator[st
                 SubprocessASGIServer._instances.pop(None, None)
             else:
                 SubprocessASGIServer._instances[None] = prior
+
+
+@contextmanager
+def started_server(tmp_path: Path, own_settings: bool = False, **env: str) -> Iterator[str]:
+    """`prefect server start` as scripts/run starts it (propflow.prefect_server), in its own
+    process on a free port, with `env` over this process's environment (without
+    PREFECT_API_URL, or with `own_settings` without any Prefect setting of the tests);
+    yields its API URL and kills it at the end."""
+    import httpx
+
+    from tests.flowkit import until
+
+    port = free_port()
+    dropped = "PREFECT_" if own_settings else "PREFECT_API_URL"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)} | dict(
+        PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_UI_ENABLED="false",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false") | env
+    log = tmp_path / "prefect-server.log"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "propflow.prefect_server", "start", "--host", "127.0.0.1",
+         "--port", str(port)], cwd=ROOT, env=env, stdout=log.open("ab"),
+        stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/api"
+
+    def healthy() -> bool:
+        assert server.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+    try:
+        until("the Prefect server", healthy, timeout=180)
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait(10)
 
 
 def _server_class() -> Any:

@@ -7,9 +7,6 @@ Each refusal cost an opening a sleep before trying again (README "Benchmarks")."
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -18,39 +15,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.flowkit import until
-from tests.servekit import free_port
+from tests.prefectkit import started_server
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
 OPENERS, EACH = 6, 15
 
 
 @pytest.fixture
 def sqlite_server(tmp_path: Path) -> Any:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(tmp_path / "prefect"), PREFECT_UI_ENABLED="false",
-               PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    log = tmp_path / "prefect-server.log"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "propflow.prefect_server", "start", "--host", "127.0.0.1",
-         "--port", str(port)], cwd=ROOT, env=env, stdout=log.open("ab"),
-        stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-
-    def healthy() -> bool:
-        assert server.poll() is None, log.read_text(errors="replace")[-3000:]
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.TransportError:
-            return False
-    try:
-        until("the Prefect server", healthy, timeout=180)
+    # On its own SQLite, not on the tests' settings (their server may be on PostgreSQL).
+    with started_server(tmp_path, own_settings=True) as url:
         yield url
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def test_runs_created_at_once_from_one_deployment_are_all_created(sqlite_server: str) -> None:

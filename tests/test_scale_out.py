@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,7 +31,8 @@ from models.db import unit_of_work
 from models.outbox import Notification
 from propflow import actions
 from tests.conftest import PG_ADMIN, PG_OK
-from tests.flowkit import COMPLAINT, REPAIR, until
+from tests.flowkit import COMPLAINT, REPAIR
+from tests.prefectkit import started_server
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -110,41 +110,18 @@ def prefect_on_pg(tmp_path: Path) -> Any:
     """`prefect server start`, as scripts/run starts it (propflow.prefect_server), on a free
     port with its records in a new PostgreSQL database; Prefect calls made here go to it for
     the test's duration."""
-    import httpx
     import psycopg
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     name = f"prefect_test_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = tmp_path / "prefect-server.log"
-    env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect-home"),
-               PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_UI_ENABLED="false",
-               PREFECT_API_DATABASE_CONNECTION_URL=PG_ADMIN.replace(
-                   "postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}")
-    env.pop("PREFECT_API_URL", None)
-    server = subprocess.Popen([sys.executable, "-m", "propflow.prefect_server", "start",
-                               "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                              start_new_session=True)
-    url = f"http://127.0.0.1:{port}/api"
-
-    def healthy() -> bool:
-        assert server.poll() is None, log.read_text(errors="replace")[-3000:]
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+    records = PG_ADMIN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0]
     try:
-        until("Prefect's server on PostgreSQL", healthy, timeout=180)
-        with temporary_settings(updates={PREFECT_API_URL: url}):
+        with (started_server(tmp_path, PREFECT_API_DATABASE_CONNECTION_URL=f"{records}/{name}")
+              as url, temporary_settings(updates={PREFECT_API_URL: url})):
             yield url
     finally:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait(10)
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
