@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sqlalchemy import (
+    Column,
     CursorResult,
     DateTime,
     Result,
@@ -342,3 +343,55 @@ def _training_clock() -> Clock:
 # Training mode keeps its time in this database: every process that can reach the database
 # gets the shared clock, and core.clock never has to import the models.
 clock.install_training_clock(_training_clock)
+
+
+def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]],
+                skip_existing: list[str] | None = None) -> None:
+    """A batch's rows (each with the same keys) in one statement; with `skip_existing`, a row
+    whose unique columns are already written is skipped by the database, not raised.
+
+    On PostgreSQL one INSERT ... SELECT FROM unnest() of an array per column: the driver's
+    executemany sends a statement per row (1,000 audit rows: 50-75 ms, against 30 ms)."""
+    if not rows:
+        return
+    names = list(rows[0])
+    if any(row.keys() != rows[0].keys() for row in rows):
+        raise ValueError(f"insert_rows into {table.name}: every row needs the keys {names}")
+    if session.get_bind().dialect.name != "postgresql":
+        from sqlalchemy.dialects import sqlite
+
+        lite = sqlite.insert(table)
+        session.execute(lite.on_conflict_do_nothing(index_elements=skip_existing)
+                        if skip_existing else lite, rows)
+        return
+    from sqlalchemy import bindparam, func, select
+    from sqlalchemy.dialects import postgresql
+
+    source = func.unnest(*[bindparam(name, type_=postgresql.ARRAY(table.c[name].type))
+                           for name in names]).table_valued(*names).render_derived()
+    pg = postgresql.insert(table).from_select(names, select(*source.c))
+    session.execute(pg.on_conflict_do_nothing(index_elements=skip_existing)
+                    if skip_existing else pg, {name: [row[name] for row in rows] for name in names})
+
+
+def set_each(session: Session, column: Column[Any], values: dict[int, Any]) -> None:
+    """UPDATE the column of each row by id to its own value: on PostgreSQL in one statement
+    from arrays, elsewhere by executemany."""
+    if not values:
+        return
+    from sqlalchemy import bindparam, func, update
+
+    table = column.table
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                        .values({column.name: bindparam("row_value")}),
+                        [{"row_id": i, "row_value": v} for i, v in values.items()])
+        return
+    from sqlalchemy.dialects import postgresql
+
+    source = func.unnest(bindparam("ids", type_=postgresql.ARRAY(table.c.id.type)),
+                         bindparam("row_values", type_=postgresql.ARRAY(column.type))
+                         ).table_valued("row_id", "row_value").render_derived()
+    session.execute(update(table).where(table.c.id == source.c.row_id)
+                    .values({column.name: source.c.row_value}),
+                    {"ids": list(values), "row_values": list(values.values())})

@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from jinja2 import Template
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event, insert, select
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, event, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from core.channels import SMS_KINDS
 from core.render import Rendered, render_with, template_for
-from models.db import Base, UTCDateTime
+from models.db import Base, UTCDateTime, insert_rows
 
 if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
     from core.policy import Sms
@@ -233,18 +233,9 @@ def _row(dedupe: str, recipient: Recipient, channel: str, address: str, status: 
 def insert_notifications(session: Session, rows: list[dict[str, Any]]) -> None:
     """Outbox rows of a batch in one INSERT; a row whose dedupe_key is already written (a
     replay, another clock) is skipped by the database, not raised, on either dialect."""
-    if not rows:
-        return
-    # Imported here: the PostgreSQL dialect costs every command's start, and a read uses none.
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialects = {"postgresql": postgresql, "sqlite": sqlite}
-    dialect = dialects[session.get_bind().dialect.name]
-    session.execute(dialect.insert(Notification.__table__)
-                    .on_conflict_do_nothing(index_elements=["dedupe_key"]), rows)
+    insert_rows(session, Notification.__table__, rows, skip_existing=["dedupe_key"])
 
 
 def audit_many(session: Session, rows: list[dict[str, Any]]) -> None:
     """Audit rows of a batch ({at, actor, action, case_id, detail}) in one INSERT."""
-    if rows:
-        session.execute(insert(AuditEvent.__table__), rows)
+    insert_rows(session, AuditEvent.__table__, rows)

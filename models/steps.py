@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Update, bindparam, insert, select, update
+from sqlalchemy import Row, Update, select, update
 from sqlalchemy.orm import Session, joinedload, lazyload
 
 from core import labels
@@ -18,7 +18,7 @@ from core.vocabulary import Role, StepStatus
 from models import authority, links, notices
 from models.authority import chain_of
 from models.cases import Case, Decision, Escalation, Step, mark_decided, step_by_key
-from models.db import rowcount
+from models.db import insert_rows, rowcount, set_each
 from models.org import Staff
 from models.outbox import Message, Recipient, audit, audit_many
 from models.signers import PRINCIPAL, add_approvers, first_asked, proposal, sign, turn
@@ -245,18 +245,16 @@ def claim_lapses(session: Session, now: datetime, worker: str, ids: list[int]) -
             Step.id.in_(plan), Step.level == level, Step.status == StepStatus.WAITING).values(
             level=level + 1, breached=True, warn_at=None))
         reached.update({i: (level + 1, plan[i][0]) for i in won})
-    if reached:  # each step's own new window, in the same transaction as its claim
-        steps = Step.__table__
-        session.execute(steps.update().where(steps.c.id == bindparam("step"))
-                        .values(due_at=bindparam("due")),
-                        [{"step": i, "due": due} for level, plan in climbing.items()
-                         for i, (_, due) in plan.items() if i in reached])
+    # Each step's own new window, in the same transaction as its claim.
+    set_each(session, Step.__table__.c.due_at, {
+        i: due for plan in climbing.values() for i, (_, due) in plan.items() if i in reached})
     lapsed_at = {row.id: row.due_at for row in rows}
     escalation_ids: dict[int, int] = {}
     if reached:
-        # A plain executemany, then the ids: on PostgreSQL an INSERT ... RETURNING of many
-        # rows is several times slower than the driver's pipelined executemany.
-        session.execute(insert(Escalation.__table__), [
+        # One INSERT, then the ids: on PostgreSQL an INSERT ... RETURNING of many rows is
+        # several times slower than the driver's pipelined executemany, itself slower
+        # than one INSERT from arrays (insert_rows).
+        insert_rows(session, Escalation.__table__, [
             dict(step_id=i, level=level, to_role=role, lapsed_at=lapsed_at[i], claimed_at=now,
                  claimed_by=worker) for i, (level, role) in sorted(reached.items())])
         escalation_ids = {step_id: escalation_id for step_id, level, escalation_id in
@@ -316,7 +314,7 @@ def claim_warnings(session: Session, now: datetime, worker: str, ids: list[int])
         messages.append(Message(
             step.case.procedure, "warning", notices.with_first_responder(session, step.case, to),
             ctx, key=f"step:{step.id}:warning", case_id=step.case_id,
-            links=links.for_step(session, step, now, minted)))
+            links=links.for_step(session, step, now, minted, policy)))
         events.append(dict(at=now, actor=worker, action="warned", case_id=step.case_id,
                            detail=dict(step=step.key)))
     notices.tell_many(session, messages, now=now)
