@@ -345,6 +345,20 @@ def _training_clock() -> Clock:
 clock.install_training_clock(_training_clock)
 
 
+
+# The dialects are imported where used: the PostgreSQL one costs every command's start, and a
+# read command writes nothing (tests/test_cli_startup.py).
+def _from_arrays(columns: dict[str, Any]) -> Any:
+    """On PostgreSQL, `unnest(:a, :b, ...) AS t(a, b, ...)`: one array parameter per column,
+    each of the column's type, read back as rows."""
+    from sqlalchemy import bindparam, func
+    from sqlalchemy.dialects import postgresql
+
+    return func.unnest(*[bindparam(name, type_=postgresql.ARRAY(type_))
+                         for name, type_ in columns.items()]
+                       ).table_valued(*columns).render_derived()
+
+
 def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]],
                 skip_existing: list[str] | None = None) -> None:
     """A batch's rows (each with the same keys) in one statement; with `skip_existing`, a row
@@ -364,11 +378,10 @@ def insert_rows(session: Session, table: Table, rows: list[dict[str, Any]],
         session.execute(lite.on_conflict_do_nothing(index_elements=skip_existing)
                         if skip_existing else lite, rows)
         return
-    from sqlalchemy import bindparam, func, select
+    from sqlalchemy import select
     from sqlalchemy.dialects import postgresql
 
-    source = func.unnest(*[bindparam(name, type_=postgresql.ARRAY(table.c[name].type))
-                           for name in names]).table_valued(*names).render_derived()
+    source = _from_arrays({name: table.c[name].type for name in names})
     pg = postgresql.insert(table).from_select(names, select(*source.c))
     session.execute(pg.on_conflict_do_nothing(index_elements=skip_existing)
                     if skip_existing else pg, {name: [row[name] for row in rows] for name in names})
@@ -379,7 +392,7 @@ def set_each(session: Session, column: Column[Any], values: dict[int, Any]) -> N
     from arrays, elsewhere by executemany."""
     if not values:
         return
-    from sqlalchemy import bindparam, func, update
+    from sqlalchemy import bindparam, update
 
     table = column.table
     if session.get_bind().dialect.name != "postgresql":
@@ -387,11 +400,7 @@ def set_each(session: Session, column: Column[Any], values: dict[int, Any]) -> N
                         .values({column.name: bindparam("row_value")}),
                         [{"row_id": i, "row_value": v} for i, v in values.items()])
         return
-    from sqlalchemy.dialects import postgresql
-
-    source = func.unnest(bindparam("ids", type_=postgresql.ARRAY(table.c.id.type)),
-                         bindparam("row_values", type_=postgresql.ARRAY(column.type))
-                         ).table_valued("row_id", "row_value").render_derived()
+    source = _from_arrays({"row_id": table.c.id.type, "row_value": column.type})
     session.execute(update(table).where(table.c.id == source.c.row_id)
                     .values({column.name: source.c.row_value}),
-                    {"ids": list(values), "row_values": list(values.values())})
+                    {"row_id": list(values), "row_value": list(values.values())})

@@ -41,19 +41,24 @@ def immediate_writes() -> None:
     AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[assignment,method-assign]
 
 
+def _prepare() -> None:
+    """What both entry points set before Prefect's server is imported."""
+    from core import prefect_env
+
+    prefect_env.configure_server()
+    immediate_writes()
+
+
 def create_app() -> Any:
     """Prefect's application factory, for uvicorn, with immediate writes."""
-    immediate_writes()
+    _prepare()
     from prefect.server.api.server import create_app as prefect_app
 
     return prefect_app()
 
 
 def main(argv: list[str]) -> None:
-    from core import prefect_env
-
-    prefect_env.configure_server()
-    immediate_writes()
+    _prepare()
     from prefect.cli import app
 
     sys.argv[1:] = ["server", *argv]  # Prefect's entry point reads its arguments there
