@@ -127,6 +127,8 @@ with Bench("sla", args.pg, mode="normal") as bench:
     # policy's pydantic models inside the first timed pass (0.3 s on 2026-12-01).
     from core.policy import get_policy
     get_policy()
+    import gc
+    gc.freeze()  # as `propflow serve` does once started (propflow/service.py)
 
     def timed(label: str, at: datetime) -> float:
         if at > manual.now():

@@ -23,6 +23,7 @@ from core.settings import get_settings
 from core.vocabulary import Role, StepStatus
 from models.cases import Decision, Step, mark_decided
 from models.db import Base, UTCDateTime, insert_rows, rowcount
+from models.notices import StepFacts
 from models.outbox import Recipient, audit
 
 if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
@@ -65,7 +66,7 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def mint(session: Session, *, step: Step, audience: Audience, now: datetime,
+def mint(session: Session, *, step: StepFacts, audience: Audience, now: datetime,
          staff_id: int | None = None, batch: list[dict[str, Any]] | None = None,
          policy: Policy | None = None) -> str:
     """A new link to the step for one person; returns its token (shown once, in the URL).
@@ -93,7 +94,7 @@ def url(token: str, audience: Audience) -> str:
     return f"{base}/{'l' if audience == 'staff' else 'o'}/{token}"
 
 
-def for_step(session: Session, step: Step, now: datetime,
+def for_step(session: Session, step: StepFacts, now: datetime,
              batch: list[dict[str, Any]] | None = None,
              policy: Policy | None = None) -> Callable[[Recipient], str]:
     """Each recipient's own link to the step, for notices.tell(links=...): staff open the

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -20,6 +20,56 @@ from models.outbox import Message, Recipient, notify, notify_many
 
 if TYPE_CHECKING:  # the policy's models load on first use (core/policy)
     from core.policy import Policy
+
+
+class CaseFacts(Protocol):
+    """What a message reads of a case: a Case, or a batch's plain row of the cases table."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def number(self) -> str: ...
+    @property
+    def procedure(self) -> str: ...
+    @property
+    def community_id(self) -> int: ...
+    @property
+    def unit_id(self) -> int | None: ...
+    @property
+    def category(self) -> str | None: ...
+    @property
+    def priority(self) -> str | None: ...
+    @property
+    def paid(self) -> bool: ...
+    @property
+    def reporter_name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def data(self) -> dict[str, Any] | None: ...
+
+
+class StepFacts(Protocol):
+    """What a message reads of a step: a Step, or a batch's plain rows (models.steps)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def case_id(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def role(self) -> str: ...
+    @property
+    def assignee_id(self) -> int | None: ...
+    @property
+    def due_at(self) -> datetime: ...
+    @property
+    def calendar(self) -> str: ...
+    @property
+    def context(self) -> dict[str, Any] | None: ...
+    @property
+    def case(self) -> CaseFacts: ...
 
 
 def local(at: datetime | None, tz: str | None = None) -> str:
@@ -38,7 +88,7 @@ def owner_recipient(case: Case) -> Recipient:
                      mobile=case.reporter_phone)
 
 
-def case_context(session: Session, case: Case, lang: str,
+def case_context(session: Session, case: CaseFacts, lang: str,
                  policy: Policy | None = None) -> dict[str, Any]:
     unit = session.get(Unit, case.unit_id) if case.unit_id else None
     policy = policy or get_policy()
@@ -60,18 +110,18 @@ def case_context(session: Session, case: Case, lang: str,
     }
 
 
-def _first_responder_name(session: Session, case: Case) -> str:
+def _first_responder_name(session: Session, case: CaseFacts) -> str:
     person = first_responder(session, case)
     return person.name if person else ""
 
 
-def first_responder(session: Session, case: Case) -> Staff | None:
+def first_responder(session: Session, case: CaseFacts) -> Staff | None:
     """首问责任人: whoever received the case owns it to the end."""
     staff_id = (case.data or {}).get("first_responder")
     return session.get(Staff, staff_id) if staff_id else None
 
 
-def with_first_responder(session: Session, case: Case, to: list[Recipient]) -> list[Recipient]:
+def with_first_responder(session: Session, case: CaseFacts, to: list[Recipient]) -> list[Recipient]:
     """The first responder is copied on everything that goes wrong with their case."""
     person = first_responder(session, case)
     if person and all(r.key != f"staff:{person.id}" for r in to):
@@ -79,7 +129,7 @@ def with_first_responder(session: Session, case: Case, to: list[Recipient]) -> l
     return to
 
 
-def step_context(session: Session, step: Step, lang: str,
+def step_context(session: Session, step: StepFacts, lang: str,
                  policy: Policy | None = None) -> dict[str, Any]:
     """What a message about the step says; a batch passes the policy it read once."""
     policy = policy or get_policy()
@@ -123,17 +173,18 @@ class Lookups:
     """What the messages of a batch of steps look up, each kind fetched by one query: their
     units, assignees and first responders, and each community's holders of a role."""
 
-    def __init__(self, session: Session, steps: list[Step]) -> None:
+    def __init__(self, session: Session, steps: Sequence[StepFacts]) -> None:
         cases = {step.case_id: step.case for step in steps}.values()
         units = {c.unit_id for c in cases if c.unit_id}
         staff = {s.assignee_id for s in steps if s.assignee_id}
-        staff |= {c.data["first_responder"] for c in cases if (c.data or {}).get("first_responder")}
+        staff |= {(c.data or {})["first_responder"] for c in cases
+                  if (c.data or {}).get("first_responder")}
         # Held here, so the session's identity map keeps them and session.get needs no query.
         self._held = [*session.scalars(select(Unit).where(Unit.id.in_(units))),
                       *session.scalars(select(Staff).where(Staff.id.in_(staff)))]
         self._holders: dict[tuple[int, str], list[Recipient]] = {}
 
-    def role_recipients(self, session: Session, case: Case, role: str) -> list[Recipient]:
+    def role_recipients(self, session: Session, case: CaseFacts, role: str) -> list[Recipient]:
         key = (case.community_id, role)
         if key not in self._holders:
             self._holders[key] = role_recipients(session, case, role)
@@ -149,7 +200,7 @@ def opened_recipients(session: Session, step: Step) -> list[Recipient]:
     return to
 
 
-def step_recipients(session: Session, step: Step,
+def step_recipients(session: Session, step: StepFacts,
                     lookups: Lookups | None = None) -> list[Recipient]:
     """The staff who act on the step: the assignee, else everyone holding the step's role in
     the community. An owner is never sent a staff to-do: for an owner's step, the front desk
@@ -165,5 +216,5 @@ def step_recipients(session: Session, step: Step,
     return role_recipients(session, step.case, role)
 
 
-def role_recipients(session: Session, case: Case, role: str) -> list[Recipient]:
+def role_recipients(session: Session, case: CaseFacts, role: str) -> list[Recipient]:
     return [staff_recipient(p) for p in people_in_role(session, case.community_id, role)]

@@ -5,6 +5,7 @@ Several replicas may run; the SLA clock and delivery claim their work atomically
 
 from __future__ import annotations
 
+import gc
 import logging
 from datetime import UTC, datetime
 
@@ -96,6 +97,10 @@ def run() -> None:
             if executor:  # runs it woke or started: take them now, not at the next poll
                 executor.poke()
 
+    # What serve loaded to run (Prefect, the flows, the web door) stays loaded: frozen, the
+    # collector no longer walks it at every full collection (an SLA pass of 10,000 warnings
+    # spent a quarter of its time in the collector before).
+    gc.freeze()
     scheduler = BackgroundScheduler(timezone="UTC")
     scheduler.add_job(_safely(tick, "sla"), "interval",
                       seconds=settings.sla_interval_seconds, max_instances=1, coalesce=True)

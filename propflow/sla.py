@@ -3,9 +3,12 @@ wakes the case's run to escalate, and redelivers anything Prefect missed."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -46,10 +49,10 @@ def tick(*, start_pending: bool = True) -> Pass:
         due, warn = steps.due_ids(session, at), steps.warn_ids(session, at)
     lapses: list[steps.Lapse] = []
     for chunk in _chunks(due):
-        with unit_of_work() as session:
+        with _uncollected(), unit_of_work() as session:
             lapses += steps.claim_lapses(session, at, WORKER, chunk)
     for chunk in _chunks(warn):
-        with unit_of_work() as session:
+        with _uncollected(), unit_of_work() as session:
             result.warned += steps.claim_warnings(session, at, WORKER, chunk)
     with unit_of_work() as session:
         result.progress = progress.send_due(session, at)
@@ -70,6 +73,22 @@ def tick(*, start_pending: bool = True) -> Pass:
         watched = supervise.check(WORKER)
         result.restarted, result.stuck = watched.restarted, watched.stuck
     return result
+
+
+@contextmanager
+def _uncollected() -> Iterator[None]:
+    """No cyclic garbage collection during a batch. A batch makes tens of thousands of rows,
+    contexts and messages, all alive until it ends and then freed by reference counting:
+    collecting meanwhile only walks them again and again (0.2-0.8 s of a pass of 10,000
+    warnings). The collector catches up at the end; the other threads of serve lose nothing
+    but a collection deferred by a fraction of a second."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:

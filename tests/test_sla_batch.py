@@ -8,6 +8,7 @@ import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import func, select
 
 from models import steps
@@ -231,6 +232,31 @@ def test_an_outbox_row_already_written_is_skipped_not_doubled(demo, clock):
     with unit_of_work() as session:
         bodies = dict(session.execute(select(Notification.dedupe_key, Notification.body)).all())
     assert bodies == {"a": "first", "b": "new"}
+
+
+def test_a_batch_writes_its_rows_as_given(demo, clock):
+    """What a message says reaches the table unchanged: quotes, new lines, braces and
+    backslashes in its text, a text message's parameters, a time given in Beijing time."""
+    at = datetime(2026, 11, 24, 18, 30, tzinfo=SHANGHAI)
+    body = '王芳：\n"3-2-1201" 的{灯}\\不亮，请于 18:30 前处理。\t完'
+    params = {"template": "SMS_1", "params": [["number", "BX-1"], ["due", "18:30"]]}
+    row = dict(dedupe_key="k", case_id=None, event="warning", recipient="staff:1",
+               recipient_name="王芳", channel="sms", address="x", lang="zh-CN", subject="提醒",
+               body=body, status="pending", attempts=0, next_attempt_at=at, last_error="",
+               created_at=at, sent_at=None, params=params)
+    with unit_of_work() as session:
+        insert_notifications(session, [row, row | {"dedupe_key": "none", "params": None}])
+    with unit_of_work() as session:
+        written = {n.dedupe_key: n for n in session.scalars(select(Notification))}
+    assert written["k"].body == body and written["k"].params == params
+    assert written["none"].params is None and written["k"].sent_at is None
+    assert written["k"].next_attempt_at == at and written["k"].created_at.utcoffset() is not None
+    with pytest.raises(Exception, match="expected an aware datetime"):  # not a guess at UTC
+        with unit_of_work() as session:
+            insert_notifications(session, [row | {"dedupe_key": "naive",
+                                                  "created_at": at.replace(tzinfo=None)}])
+    with unit_of_work() as session:
+        assert session.scalar(select(func.count()).select_from(Notification)) == 2
 
 
 def test_a_pass_finds_due_and_warned_steps_through_an_index(demo, clock):
