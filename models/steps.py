@@ -199,14 +199,14 @@ class StepRow:
 
 
 def _rows(session: Session, ids: list[int]) -> list[StepRow]:
-    """The steps with their cases, as plain rows: one query each."""
-    steps = session.execute(select(
-        Step.id, Step.case_id, Step.key, Step.kind, Step.role, Step.assignee_id, Step.due_at,
-        Step.calendar, Step.context).where(Step.id.in_(ids)).order_by(Step.id)).all()
-    cases = {row.id: row for row in session.execute(
-        select(Case.__table__).where(Case.id.in_({s.case_id for s in steps})))}
-    return [StepRow(s.id, s.case_id, s.key, s.kind, s.role, s.assignee_id, s.due_at,
-                    s.calendar, s.context, cases[s.case_id]) for s in steps]
+    """The steps as plain rows, in one query: each row carries its case's columns under
+    their own names, so it stands for the case as well."""
+    rows = session.execute(select(
+        Step.id.label("step_id"), Step.key, Step.kind, Step.role, Step.assignee_id.label(
+            "step_assignee_id"), Step.due_at, Step.calendar, Step.context, *Case.__table__.c)
+        .join(Case, Step.case_id == Case.id).where(Step.id.in_(ids)).order_by(Step.id)).all()
+    return [StepRow(r.step_id, r.id, r.key, r.kind, r.role, r.step_assignee_id, r.due_at,
+                    r.calendar, r.context, r) for r in rows]
 
 
 def _claim(session: Session, statement: Update) -> set[int]:

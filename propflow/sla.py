@@ -7,21 +7,28 @@ import gc
 import logging
 import os
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from core.clock import now
+from core.settings import get_settings
 from core.vocabulary import CaseStatus
 from models import progress, steps
 from models.cases import Case, Decision, Escalation, Step
-from models.db import unit_of_work
+from models.db import get_engine, unit_of_work
 from propflow import supervise
 from tasks import runs
 
 log = logging.getLogger("propflow.sla")
+T = TypeVar("T")
 WORKER = f"sla@{socket.gethostname()}:{os.getpid()}"
 
 
@@ -47,13 +54,8 @@ def tick(*, start_pending: bool = True) -> Pass:
     at = now()
     with unit_of_work() as session:
         due, warn = steps.due_ids(session, at), steps.warn_ids(session, at)
-    lapses: list[steps.Lapse] = []
-    for chunk in _chunks(due):
-        with _uncollected(), unit_of_work() as session:
-            lapses += steps.claim_lapses(session, at, WORKER, chunk)
-    for chunk in _chunks(warn):
-        with _uncollected(), unit_of_work() as session:
-            result.warned += steps.claim_warnings(session, at, WORKER, chunk)
+    lapses = [lapse for batch in _each_batch(steps.claim_lapses, due, at) for lapse in batch]
+    result.warned = sum(_each_batch(steps.claim_warnings, warn, at))
     with unit_of_work() as session:
         result.progress = progress.send_due(session, at)
     if len(due) + len(warn) > BATCH:
@@ -75,20 +77,47 @@ def tick(*, start_pending: bool = True) -> Pass:
     return result
 
 
+def _each_batch(claim: Callable[[Session, datetime, str, list[int]], T], ids: list[int],
+                at: datetime) -> list[T]:
+    """Claim the steps a batch at a time, each batch in its own transaction. On PostgreSQL
+    two batches go at once: while one waits on the database the other builds its messages
+    (a pass of 10,000 warnings spent 1.5 s of its 3.6 s waiting). Their steps are disjoint,
+    and each batch locks its own, skipping any another holds (models.steps). SQLite has one
+    writer at a time: there, one batch after the other."""
+    def one(chunk: list[int]) -> T:
+        with _uncollected(), unit_of_work() as session:
+            return claim(session, at, WORKER, chunk)
+
+    chunks = _chunks(ids)
+    if len(chunks) < 2 or get_engine(get_settings().db_url).dialect.name != "postgresql":
+        return [one(chunk) for chunk in chunks]
+    with ThreadPoolExecutor(2, thread_name_prefix="sla-batch") as pool:
+        return list(pool.map(one, chunks))
+
+
+_collector = threading.Lock()
+_uncollecting = [0, False]  # batches inside, and whether the collector was on before them
+
+
 @contextmanager
 def _uncollected() -> Iterator[None]:
     """No cyclic garbage collection during a batch. A batch makes tens of thousands of rows,
     contexts and messages, all alive until it ends and then freed by reference counting:
     collecting meanwhile only walks them again and again (0.2-0.8 s of a pass of 10,000
-    warnings). The collector catches up at the end; the other threads of serve lose nothing
-    but a collection deferred by a fraction of a second."""
-    was = gc.isenabled()
-    gc.disable()
+    warnings). The collector is back once the last batch at once is done; the other
+    threads of serve lose nothing but a collection deferred by a fraction of a second."""
+    with _collector:
+        if _uncollecting[0] == 0:
+            _uncollecting[1] = gc.isenabled()
+            gc.disable()
+        _uncollecting[0] += 1
     try:
         yield
     finally:
-        if was:
-            gc.enable()
+        with _collector:
+            _uncollecting[0] -= 1
+            if _uncollecting[0] == 0 and _uncollecting[1]:
+                gc.enable()
 
 
 def _chunks(ids: list[int]) -> list[list[int]]:

@@ -4,6 +4,7 @@ people once, and neither a second clock nor a replay writes anything twice."""
 
 from __future__ import annotations
 
+import gc
 import threading
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -173,13 +174,18 @@ def test_each_warning_of_a_batch_reaches_its_own_steps_people_once(demo, clock):
         assert "已用去时限的 80%" in body and "升级至客服主管" in body
 
 
-def test_two_clocks_on_the_same_batch_warn_and_escalate_each_step_once(demo, clock):
+def test_two_clocks_on_the_same_batch_warn_and_escalate_each_step_once(demo, clock,
+                                                                        monkeypatch):
+    # Batches of 4: on PostgreSQL each clock claims two batches at once, four transactions
+    # over the same 30 steps.
+    monkeypatch.setattr(sla, "BATCH", 4)
     ids = [_step(_repair(i), "accept#1", "accept", "technician", clock,
                  _staff(demo, "technician", i % 3)) for i in range(30)]
     clock.advance(timedelta(minutes=24))
     assert sum(r.warned for r in _ticks(2)) == len(ids)
     clock.advance(timedelta(minutes=21))  # past the 30 minutes, within the supervisor's hour
     assert sum(r.lapsed for r in _ticks(2)) == len(ids)
+    assert gc.isenabled()  # the collector, off during each batch, is back
     with unit_of_work() as session:
         def per_step(*where) -> list[int]:  # type: ignore[no-untyped-def]
             return sorted(session.execute(select(func.count()).select_from(AuditEvent)
