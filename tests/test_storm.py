@@ -168,6 +168,9 @@ def test_the_supervisor_orders_them_from_the_sheets_page(demo, clock):
     assert (actor, detail["channel"], detail["when"]) == (f"staff:{supervisor}", "web", "after")
 
     stewards, steward_csrf = client_as(steward)
+    page = stewards.get("/inspections/sheets")  # their sheets, and no button to order
+    assert page.status_code == 200 and 'data-testid="sheet-pdf"' in page.text
+    assert 'data-testid="storm' not in page.text
     refused_ = stewards.post("/inspections/storm", data=form | {"csrf": steward_csrf})
     assert refused_.status_code == 403 and 'data-field="as"' in refused_.text
     assert "不是阳光花园的客服主管" in refused_.text

@@ -69,29 +69,34 @@ async def scan_broken(request: Request, rest: str) -> Response:
     return _refused(request, "invalid", 404)
 
 
-def _sheet_rows(staff_id: int) -> list[dict[str, Any]]:
+def _sheet_rows(staff_id: int) -> tuple[list[dict[str, Any]], list[str]]:
+    """Each plan of each community of theirs, and the communities where they may order
+    storm checks (models/storm.py): a steward is not offered a button that refuses them."""
     from sqlalchemy import select
 
-    from models import directory, scope
+    from models import directory, scope, storm
     from models.db import unit_of_work
     from models.org import Community
 
     with unit_of_work(write=False) as session:
         person = directory.staff(session, staff_id)
         ids = scope.community_ids(session, person)
-        places = session.execute(select(Community.code, Community.name)
+        places = session.execute(select(Community.id, Community.code, Community.name)
                                  .where(Community.id.in_(ids)).order_by(Community.code)).all()
+        storms = [code for id_, code, _ in places
+                  if directory.roles_of(person, id_) & set(storm.ORDERED_BY)]
     found = checkpoints.plans()
     return [{"community": code, "community_name": name, "plan": key, "label": plan.label,
              "checkpoints": [p.label for p in plan.checkpoints.values()]}
-            for code, name in places for key, plan in found.items()]
+            for _, code, name in places for key, plan in found.items()], storms
 
 
 @router.get("/inspections/sheets")
 async def sheets_page(request: Request, principal: pages.Page) -> Response:
     """Each plan of each community of theirs, with its sheet to download."""
-    rows = await run_in_threadpool(_sheet_rows, pages.whole_session(principal))
-    return render(request, "checkin/sheets.html", {"principal": principal, "rows": rows})
+    rows, storms = await run_in_threadpool(_sheet_rows, pages.whole_session(principal))
+    return render(request, "checkin/sheets.html", {"principal": principal, "rows": rows,
+                                                   "storms": storms})
 
 
 @router.get("/inspections/sheet")
