@@ -13,32 +13,45 @@ IMMEDIATE transaction mode": each write transaction then takes the write lock fi
 for it (busy_timeout, 60 s), and nothing is refused. Prefect uses IMMEDIATE only for the
 transactions that ask for it (`with_for_update`); here every write transaction does.
 
-Only SQLite is touched, and only in this process: on PostgreSQL nothing changes.
+Only SQLite is touched, and only in this process: on PostgreSQL nothing changes. Prefect's
+busy timeout is 60 s (hard-coded in its SQLite set-up).
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 
 def immediate_writes() -> None:
-    """Every transaction the SQLite configuration begins for a write takes the lock first."""
-    from prefect.server.database.configurations import AioSqliteConfiguration
+    """Every transaction the SQLite configuration begins for a write takes the lock first.
 
-    begin: Callable[..., AbstractAsyncContextManager[Any]] = (
-        AioSqliteConfiguration.begin_transaction)
-    if getattr(begin, "propflow_immediate", False):
+    Only its own BEGIN: Prefect keeps the mode in a context variable that a session opened
+    inside reads too, and a read inside a write (pausing a work queue reads the queue's
+    status to announce it) would then wait on the lock its own request holds, for the whole
+    busy timeout, and be answered 503. Once this transaction has begun, sessions opened
+    inside begin as Prefect would begin them."""
+    from prefect.server.database.configurations import SQLITE_BEGIN_MODE, AioSqliteConfiguration
+
+    if getattr(AioSqliteConfiguration.begin_transaction, "propflow_immediate", False):
         return
 
-    def begin_immediate(self: AioSqliteConfiguration, session: Any,
-                        with_for_update: bool = False) -> AbstractAsyncContextManager[Any]:
-        return begin(self, session, with_for_update=True)
+    @asynccontextmanager
+    async def begin_immediate(self: AioSqliteConfiguration, session: Any,
+                              with_for_update: bool = False) -> AsyncIterator[Any]:
+        token = SQLITE_BEGIN_MODE.set("IMMEDIATE")
+        try:
+            async with session.begin() as transaction:
+                await session.connection()  # BEGIN IMMEDIATE, now, on this connection
+                SQLITE_BEGIN_MODE.set("IMMEDIATE" if with_for_update else "DEFERRED")
+                yield transaction
+        finally:
+            SQLITE_BEGIN_MODE.reset(token)
 
     begin_immediate.propflow_immediate = True  # type: ignore[attr-defined]
-    AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[assignment,method-assign]
+    AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[method-assign]
 
 
 def _prepare() -> None:

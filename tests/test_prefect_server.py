@@ -1,5 +1,6 @@
 """The Prefect server scripts/run starts (propflow.prefect_server): on its embedded SQLite,
-runs created at once from one deployment are all created, none refused with a 503.
+runs created at once from one deployment are all created, none refused with a 503, and a
+request that reads inside its own write (pausing a work queue) is not made to wait on itself.
 
 Prefect's own `prefect server start` refuses some of them: its write transaction reads the
 deployment first, and a write committed in between cannot be followed (SQLITE_BUSY_SNAPSHOT).
@@ -58,3 +59,17 @@ def test_runs_created_at_once_from_one_deployment_are_all_created(sqlite_server:
     with httpx.Client(base_url=sqlite_server, timeout=60) as api:
         runs = api.post("/flow_runs/filter", json={"limit": 200, "sort": "ID_DESC"})
     assert sorted(r["id"] for r in runs.raise_for_status().json()) == sorted(created)
+
+
+def test_the_operator_pauses_and_resumes_the_work_queue(sqlite_server: str) -> None:
+    """Pausing a queue writes it, then reads its status to announce the change. Were the
+    read made to take the write lock too, it would wait on its own request for Prefect's
+    busy timeout (60 s) and the operator would be answered 503, every time."""
+    with httpx.Client(base_url=sqlite_server, timeout=120) as api:
+        api.post("/work_pools/", json={"name": "propflow", "type": "process"}).raise_for_status()
+        queue = "/work_pools/propflow/queues/procedures"
+        api.post("/work_pools/propflow/queues", json={"name": "procedures"}).raise_for_status()
+        assert api.patch(queue, json={"is_paused": True}).status_code == 204
+        assert api.get(queue).json()["is_paused"] is True
+        assert api.patch(queue, json={"is_paused": False}).status_code == 204
+        assert api.get(queue).json()["status"] != "PAUSED"
