@@ -267,6 +267,7 @@ class RoundIntake(Intake):
                                   for k, c in plan.checkpoints.items()],
                   "rechecks": rechecks},
             audit={"plan": self.plan, "area": area.key, "fire_at": fire.isoformat()},
+            numbered_at=fire,
         )
 
     def opened(self, session: Session, case: Case, now: datetime) -> None:

@@ -52,6 +52,9 @@ class Opening:
     paid: bool = False
     data: dict[str, Any] = field(default_factory=dict)
     audit: dict[str, Any] = field(default_factory=dict)  # case_opened's detail
+    # The day its number counts in, when not the day it is recorded: a round made late
+    # (the training clock's catch-up) is numbered in its own day's series.
+    numbered_at: datetime | None = None
 
 
 class Intake(BaseModel):
@@ -132,7 +135,8 @@ def open_case(session: Session, name: str, fields: dict[str, Any], now: datetime
     policy = get_policy()
     opening = form.open(session, place, policy.procedures[spec.name], now)
     case = Case(
-        number=next_number(session, spec.prefix, now, policy.timezone), procedure=spec.name,
+        number=next_number(session, spec.prefix, opening.numbered_at or now, policy.timezone),
+        procedure=spec.name,
         community_id=place.community_id, unit_id=place.unit.id if place.unit else None,
         status=CaseStatus.OPEN, category=opening.category, priority=opening.priority,
         paid=opening.paid, channel=opening.channel, reporter_name=opening.reporter,

@@ -161,6 +161,12 @@ def test_advancing_the_training_clock_a_week_makes_its_rounds_skipping_holidays(
     # Working days only: the holiday week leaves 30 September's renovation round alone.
     assert fired["renovation"] == [date(2026, 9, 30)]
     assert "vacant_units" not in fired and "supervisor_patrol" not in fired
+    # Each round is numbered in its own day's series, not the day the advance made it.
+    with unit_of_work(write=False) as session:
+        numbered = session.execute(select(Case.number, InspectionRound.fire_at).join(
+            InspectionRound, InspectionRound.case_id == Case.id)).all()
+    assert {n.split("-")[1] for n, _ in numbered} == {f"{d:%Y%m%d}" for d in week} | {"20260930"}
+    assert all(n.split("-")[1] == f"{at.astimezone(SHANGHAI):%Y%m%d}" for n, at in numbered)
     # Advancing again over the same fire times makes none twice.
     again = cli("clock", "advance", "1h")
     assert "rounds" not in again
