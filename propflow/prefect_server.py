@@ -1,5 +1,5 @@
 """`prefect server start` for propflow: Prefect's own command, its SQLite writes made to wait
-for each other instead of failing.
+for each other instead of failing, and a task-run event it cannot record losing only itself.
 
     python -m propflow.prefect_server start --host 127.0.0.1 --port 4200   (scripts/run)
     uvicorn --factory propflow.prefect_server:create_app                   (the tests)
@@ -54,12 +54,41 @@ def immediate_writes() -> None:
     AioSqliteConfiguration.begin_transaction = begin_immediate  # type: ignore[method-assign]
 
 
+def isolated_task_run_batches() -> None:
+    """A batch of task-run events the recorder cannot write is written one event at a time.
+
+    propflow has the recorder write its events in batches (core.prefect_env.SERVER). An
+    event whose flow run is gone (deleted while its tasks still ran) fails the whole
+    batch's INSERT; Prefect tries the batch again five times, then drops every event in it,
+    the other cases' task runs with it. One at a time, only that event is discarded, as
+    Prefect does with batches of one."""
+    from prefect.server.services import task_run_recorder
+    from sqlalchemy.exc import IntegrityError
+
+    batch = task_run_recorder.record_bulk_task_run_events
+    if getattr(batch, "propflow_isolated", False):
+        return
+
+    async def record_isolated(events: list[Any]) -> None:
+        try:
+            await batch(events)
+        except IntegrityError:
+            if len(events) == 1:
+                raise
+            for event in events:  # through record_bulk_task_run_events([event]) again
+                await task_run_recorder.record_task_run_event(event)
+
+    record_isolated.propflow_isolated = True  # type: ignore[attr-defined]
+    task_run_recorder.record_bulk_task_run_events = record_isolated
+
+
 def _prepare() -> None:
     """What both entry points set before Prefect's server is imported."""
     from core import prefect_env
 
     prefect_env.configure_server()
     immediate_writes()
+    isolated_task_run_batches()
 
 
 def create_app() -> Any:

@@ -73,3 +73,74 @@ def test_the_operator_pauses_and_resumes_the_work_queue(sqlite_server: str) -> N
         assert api.get(queue).json()["is_paused"] is True
         assert api.patch(queue, json={"is_paused": False}).status_code == 204
         assert api.get(queue).json()["status"] != "PAUSED"
+
+
+# A flow run deleted while its tasks still run, beside one that is kept (run in a process of
+# its own, so that its Prefect client and events go to this server only).
+DELETED_BESIDE_KEPT = '''
+import threading, time
+from uuid import UUID
+from prefect import flow, task
+from prefect.client.orchestration import get_client
+from prefect.runtime import flow_run
+
+@task
+def step(i: int) -> int:
+    return i
+
+@flow
+def deleted() -> None:
+    with get_client(sync_client=True) as client:
+        client.delete_flow_run(UUID(flow_run.id))
+    gone.set()
+    until = time.monotonic() + 5
+    while time.monotonic() < until:  # its task runs' events name a flow run no longer there
+        step(0)
+        time.sleep(0.05)
+
+@flow
+def kept() -> str:
+    for i in range(5):
+        step(i)
+        time.sleep(0.2)
+    return flow_run.id
+
+gone = threading.Event()
+def delete_itself() -> None:
+    try:
+        deleted()
+    except Exception:
+        pass  # its end cannot be recorded: the run is gone
+other = threading.Thread(target=delete_itself)
+other.start()
+gone.wait(60)
+print(kept())
+other.join()
+'''
+
+
+def test_a_deleted_run_s_task_runs_lose_no_other_run_s(sqlite_server: str, tmp_path: Path) -> None:
+    """The server records task runs from their events in batches: an event of a run deleted
+    meanwhile cannot be written, and must not take the batch's other events with it (Prefect
+    tries a failed batch five times, then drops it whole)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.flowkit import until
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
+        "PREFECT_API_URL": sqlite_server, "PREFECT_HOME": str(tmp_path / "client-home"),
+        "PREFECT_LOGGING_LEVEL": "WARNING"}
+    done = subprocess.run([sys.executable, "-c", DELETED_BESIDE_KEPT], env=env, timeout=300,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    kept = done.stdout.strip().splitlines()[-1]
+
+    def recorded() -> list[str]:
+        with httpx.Client(base_url=sqlite_server, timeout=60) as api:
+            found = api.post("/task_runs/filter", json={
+                "flow_runs": {"id": {"any_": [kept]}}, "limit": 50}).raise_for_status().json()
+        return sorted(t["state_type"] for t in found)
+    until("the kept run's five task runs, completed",
+          lambda: recorded() == ["COMPLETED"] * 5, timeout=60)
