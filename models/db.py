@@ -346,7 +346,6 @@ def _training_clock() -> Clock:
 clock.install_training_clock(_training_clock)
 
 
-
 # The dialects are imported where used: the PostgreSQL one costs every command's start, and a
 # read command writes nothing (tests/test_cli_startup.py).
 def _json_value(value: object) -> str:
